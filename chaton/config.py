@@ -1,0 +1,211 @@
+"""Every setting and limit of chaton in one frozen snapshot.
+
+A running server holds one :class:`Settings`; a reload builds a new one and swaps it whole,
+so no handler ever sees half of an old configuration and half of a new one. Defaults are safe
+for a small team behind a firewall; each is documented in the README's limits table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is unusable; the message says which key and why."""
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """One immutable configuration snapshot (file values overridden by command-line flags)."""
+
+    # --- where ---------------------------------------------------------------------------
+    host: str = field(default="127.0.0.1", metadata=_doc("address to listen on (:: for IPv6)"))
+    port: int = field(default=5555, metadata=_doc("TCP port of the TLS listener"))
+    certs_dir: Path = field(default=Path("certs"), metadata=_doc("CA and server certificate"))
+    data_dir: Path = field(default=Path("data"), metadata=_doc("SQLite database and state"))
+
+    # --- identity --------------------------------------------------------------------------
+    server_name: str = field(default="chaton.local", metadata=_doc("the server's IRC name"))
+    network_name: str = field(default="chaton", metadata=_doc("NETWORK in ISUPPORT"))
+    default_channel: str = field(default="#general", metadata=_doc("room clients join first"))
+    motd: str = field(
+        default="Welcome to chaton, a TLS-only team chat. Type /help in the chaton client.",
+        metadata=_doc("message of the day (lines separated by newlines)"),
+    )
+
+    # --- protocol limits -------------------------------------------------------------------
+    max_line_bytes: int = field(default=512, metadata=_doc("IRC line without tags, with CRLF"))
+    max_tag_bytes: int = field(default=4096, metadata=_doc("allowance for the message tags"))
+    nicklen: int = field(default=30, metadata=_doc("longest nickname"))
+    channellen: int = field(default=50, metadata=_doc("longest room name"))
+    topiclen: int = field(default=390, metadata=_doc("longest topic"))
+    awaylen: int = field(default=200, metadata=_doc("longest away message"))
+    kicklen: int = field(default=255, metadata=_doc("longest kick reason"))
+    max_channels_per_user: int = field(default=50, metadata=_doc("rooms one client may join"))
+    max_targets: int = field(default=4, metadata=_doc("targets of one PRIVMSG/NOTICE"))
+
+    # --- timeouts (seconds) ----------------------------------------------------------------
+    tls_handshake_timeout: float = field(default=10.0, metadata=_doc("TLS handshake deadline"))
+    registration_timeout: float = field(default=60.0, metadata=_doc("NICK/USER deadline"))
+    ping_interval: float = field(default=90.0, metadata=_doc("idle time before server PINGs"))
+    ping_timeout: float = field(default=60.0, metadata=_doc("wait for PONG before dropping"))
+
+    # --- flow control ----------------------------------------------------------------------
+    sendq_bytes: int = field(default=1 << 20, metadata=_doc("unsent bytes before SendQ drop"))
+    flood_burst: int = field(default=20, metadata=_doc("lines a client may send at once"))
+    flood_rate: float = field(default=4.0, metadata=_doc("lines/s refill; 0 disables"))
+    flood_max_backlog: int = field(default=40, metadata=_doc("delayed lines before Excess flood"))
+    flood_exempt_admins: bool = field(default=True, metadata=_doc("admins skip flood control"))
+
+    # --- connection limits -----------------------------------------------------------------
+    max_clients: int = field(default=1024, metadata=_doc("connections in all"))
+    max_clients_per_ip: int = field(default=32, metadata=_doc("connections from one address"))
+    connect_rate_per_ip: int = field(default=30, metadata=_doc("new connections per window"))
+    connect_rate_window: float = field(default=10.0, metadata=_doc("that window, in seconds"))
+
+    # --- accounts --------------------------------------------------------------------------
+    require_account: bool = field(default=False, metadata=_doc("refuse clients not logged in"))
+    argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations"))
+    argon2_memory_kib: int = field(default=65536, metadata=_doc("argon2id memory (KiB)"))
+    argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
+    hash_workers: int = field(default=2, metadata=_doc("threads for password hashing"))
+    hash_queue_limit: int = field(default=64, metadata=_doc("logins waiting for a hasher"))
+    login_failures_per_ip: int = field(default=5, metadata=_doc("failed logins per window"))
+    login_failures_per_account: int = field(default=10, metadata=_doc("same, per account"))
+    login_failure_window: float = field(default=60.0, metadata=_doc("that window, in seconds"))
+
+    # --- derived paths ---------------------------------------------------------------------
+    @property
+    def ca_file(self) -> Path:
+        return self.certs_dir / "ca.pem"
+
+    @property
+    def ca_key_file(self) -> Path:
+        return self.certs_dir / "ca-key.pem"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.certs_dir / "server.pem"
+
+    @property
+    def key_file(self) -> Path:
+        return self.certs_dir / "server-key.pem"
+
+    @property
+    def db_file(self) -> Path:
+        return self.data_dir / "chaton.db"
+
+    @property
+    def max_line_total(self) -> int:
+        """Longest raw line the framer buffers: tags, their separator and the IRC part."""
+        return self.max_tag_bytes + 2 + self.max_line_bytes
+
+    def replace(self, **changes: Any) -> Settings:
+        """A new snapshot with ``changes`` applied and validated."""
+        return _build({**_as_dict(self), **changes}, source="override")
+
+    @classmethod
+    def field_docs(cls) -> list[tuple[str, Any, str]]:
+        """(name, default, description) of every setting, for ``--help`` and the README."""
+        return [(f.name, f.default, f.metadata.get("doc", "")) for f in fields(cls)]
+
+
+def _as_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+def _coerce(name: str, kind: type, value: Any, source: str) -> Any:
+    if kind is Path:
+        if isinstance(value, str | Path):
+            return Path(value)
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{source}: setting {name!r} must be {kind.__name__}, got {value!r}")
+
+
+_KINDS: dict[str, type] = {
+    "Path": Path,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+}
+
+
+def _build(values: dict[str, Any], *, source: str) -> Settings:
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s): {', '.join(unknown)}")
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = _KINDS[str(known[name].type)]
+        clean[name] = _coerce(name, kind, value, source)
+    settings = Settings(**clean)
+    _validate(settings, source)
+    return settings
+
+
+def _validate(s: Settings, source: str) -> None:
+    positive = [
+        "port", "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
+        "max_channels_per_user", "max_targets", "tls_handshake_timeout",
+        "registration_timeout", "ping_interval", "ping_timeout", "sendq_bytes", "flood_burst",
+        "flood_max_backlog", "max_clients", "max_clients_per_ip", "connect_rate_per_ip",
+        "connect_rate_window", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism",
+        "hash_workers", "hash_queue_limit", "login_failures_per_ip",
+        "login_failures_per_account", "login_failure_window",
+    ]
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{source}: setting {name!r} must be greater than 0")
+    if s.port > 65535:
+        raise ConfigError(f"{source}: port must be at most 65535")
+    if s.max_line_bytes < 64:
+        raise ConfigError(f"{source}: max_line_bytes below 64 cannot carry IRC")
+    if s.flood_rate < 0 or s.max_tag_bytes < 0:
+        raise ConfigError(f"{source}: flood_rate and max_tag_bytes cannot be negative")
+    if not s.default_channel.startswith("#") or " " in s.default_channel:
+        raise ConfigError(f"{source}: default_channel must look like #room")
+    if not s.server_name or " " in s.server_name or "." not in s.server_name:
+        raise ConfigError(f"{source}: server_name must be a host-like name such as chat.local")
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read a TOML file (if given), then apply non-``None`` overrides from the command line."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        values = values.get("chaton", values) if isinstance(values.get("chaton"), dict) else values
+    base = _build(values, source=str(path) if path else "defaults")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return base.replace(**changes) if changes else base
+
+
+# Make sure every annotation maps to a kind we know how to read (fails at import otherwise).
+assert all(str(f.type) in _KINDS for f in dataclasses.fields(Settings)), "unknown setting type"

@@ -1,0 +1,1 @@
+"""Sans-IO IRC: messages, numerics and name rules, with no sockets, loop, database or clock."""

@@ -1,0 +1,1 @@
+"""The asyncio server and the domains it serves."""

@@ -1,0 +1,98 @@
+"""Who is online and which rooms exist: the in-memory state the event loop owns.
+
+Invariants (kept by the methods here; handlers never edit the dicts directly):
+- ``nicks`` maps the casefolded nickname of every *registered* client to its connection;
+  two clients never share a folded nickname.
+- A client is in ``room.members`` exactly when the room is in ``client.channels``.
+- A room exists while it has members; the last one leaving deletes it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from chaton.protocol.names import casefold
+
+if TYPE_CHECKING:
+    from chaton.server.connection import Connection
+
+__all__ = ["Channel", "ServerState"]
+
+
+@dataclass(eq=False, slots=True)
+class Channel:
+    """One room. ``members`` keeps join order (dict used as an ordered set)."""
+
+    name: str
+    created: float = field(default_factory=time.time)
+    members: dict[Connection, None] = field(default_factory=dict)
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+
+
+class ServerState:
+    """Registered clients by nickname and rooms by name."""
+
+    __slots__ = ("channels", "nicks")
+
+    def __init__(self) -> None:
+        self.nicks: dict[str, Connection] = {}
+        self.channels: dict[str, Channel] = {}
+
+    def find_nick(self, nick: str) -> Connection | None:
+        return self.nicks.get(casefold(nick))
+
+    def find_channel(self, name: str) -> Channel | None:
+        return self.channels.get(casefold(name))
+
+    def nick_taken(self, nick: str, by: Connection | None = None) -> bool:
+        """True if another client than ``by`` holds ``nick`` (in any case)."""
+        holder = self.nicks.get(casefold(nick))
+        return holder is not None and holder is not by
+
+    def add_nick(self, conn: Connection, nick: str) -> None:
+        self.nicks[casefold(nick)] = conn
+
+    def rename(self, conn: Connection, old: str, new: str) -> None:
+        self.nicks.pop(casefold(old), None)
+        self.nicks[casefold(new)] = conn
+
+    def join(self, conn: Connection, name: str) -> tuple[Channel, bool]:
+        """Add ``conn`` to room ``name`` (created if new); return it and whether it is new."""
+        key = casefold(name)
+        room = self.channels.get(key)
+        created = room is None
+        if room is None:
+            room = self.channels[key] = Channel(name)
+        room.members[conn] = None
+        conn.channels[key] = room
+        return room, created
+
+    def part(self, conn: Connection, room: Channel) -> None:
+        key = casefold(room.name)
+        room.members.pop(conn, None)
+        conn.channels.pop(key, None)
+        if not room.members:
+            self.channels.pop(key, None)
+
+    def remove(self, conn: Connection) -> set[Connection]:
+        """Forget ``conn`` everywhere; return the clients who shared a room with it."""
+        peers: set[Connection] = set()
+        for room in list(conn.channels.values()):
+            peers.update(room.members)
+            self.part(conn, room)
+        peers.discard(conn)
+        if conn.nick is not None and self.nicks.get(casefold(conn.nick)) is conn:
+            del self.nicks[casefold(conn.nick)]
+        return peers
+
+    def peers(self, conn: Connection) -> set[Connection]:
+        """Everyone sharing at least one room with ``conn``, ``conn`` excluded."""
+        out: set[Connection] = set()
+        for room in conn.channels.values():
+            out.update(room.members)
+        out.discard(conn)
+        return out
