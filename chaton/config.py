@@ -69,8 +69,12 @@ class Settings:
 
     # --- connection limits -----------------------------------------------------------------
     max_clients: int = field(default=1024, metadata=_doc("connections in all"))
-    max_clients_per_ip: int = field(default=32, metadata=_doc("connections from one address"))
-    connect_rate_per_ip: int = field(default=30, metadata=_doc("new connections per window"))
+    max_clients_per_ip: int = field(
+        default=32, metadata=_doc("connections from one address; 0 = no limit")
+    )
+    connect_rate_per_ip: int = field(
+        default=30, metadata=_doc("new connections per window and IP; 0 = no limit")
+    )
     connect_rate_window: float = field(default=10.0, metadata=_doc("that window, in seconds"))
 
     # --- accounts --------------------------------------------------------------------------
@@ -80,8 +84,12 @@ class Settings:
     argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
     hash_workers: int = field(default=2, metadata=_doc("threads for password hashing"))
     hash_queue_limit: int = field(default=64, metadata=_doc("logins waiting for a hasher"))
-    login_failures_per_ip: int = field(default=5, metadata=_doc("failed logins per window"))
-    login_failures_per_account: int = field(default=10, metadata=_doc("same, per account"))
+    login_failures_per_ip: int = field(
+        default=5, metadata=_doc("failed logins per window and IP; 0 = no limit")
+    )
+    login_failures_per_account: int = field(
+        default=10, metadata=_doc("failed logins per window and account; 0 = no limit")
+    )
     login_failure_window: float = field(default=60.0, metadata=_doc("that window, in seconds"))
 
     # --- derived paths ---------------------------------------------------------------------
@@ -165,19 +173,28 @@ def _build(values: dict[str, Any], *, source: str) -> Settings:
     return settings
 
 
+#: Limits where 0 switches the limit off (for benchmarks and trusted networks).
+_ZERO_MEANS_UNLIMITED = (
+    "max_clients_per_ip", "connect_rate_per_ip", "login_failures_per_ip",
+    "login_failures_per_account",
+)
+
+
 def _validate(s: Settings, source: str) -> None:
     positive = [
         "port", "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
         "max_channels_per_user", "max_targets", "tls_handshake_timeout",
         "registration_timeout", "ping_interval", "ping_timeout", "sendq_bytes", "flood_burst",
-        "flood_max_backlog", "max_clients", "max_clients_per_ip", "connect_rate_per_ip",
-        "connect_rate_window", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism",
-        "hash_workers", "hash_queue_limit", "login_failures_per_ip",
-        "login_failures_per_account", "login_failure_window",
+        "flood_max_backlog", "max_clients", "connect_rate_window", "argon2_time_cost",
+        "argon2_memory_kib", "argon2_parallelism", "hash_workers", "hash_queue_limit",
+        "login_failure_window",
     ]
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{source}: setting {name!r} must be greater than 0")
+    for name in _ZERO_MEANS_UNLIMITED:
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{source}: setting {name!r} cannot be negative (0 = unlimited)")
     if s.port > 65535:
         raise ConfigError(f"{source}: port must be at most 65535")
     if s.max_line_bytes < 64:

@@ -1,0 +1,236 @@
+"""The chat server: listener, connection bookkeeping, line encoding and the write scheduler.
+
+Invariants:
+- Everything here runs on one event loop; handlers mutate state without locks.
+- A line for many recipients is encoded once per capability variant (:class:`Outgoing`),
+  never once per recipient.
+- Output is written once per loop pass: :meth:`ChatServer.schedule_flush` queues a dirty
+  connection and a single callback flushes them all, so a burst of messages to one client
+  becomes one TLS record.
+- A client leaves the shared state (nick, rooms) the moment it starts closing; the QUIT is
+  announced exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from chaton import tls
+from chaton.config import Settings
+from chaton.protocol.message import LineBuffer, Message
+from chaton.server import messaging, queries, registration, rooms
+from chaton.server.commands import Command, dispatch
+from chaton.server.connection import Connection, safe_param
+from chaton.server.lines import Outgoing, encode_line
+from chaton.server.state import ServerState
+
+__all__ = ["ChatServer"]
+
+log = logging.getLogger("chaton")
+
+class ChatServer:
+    """Owns the settings, the shared state, the connections and the durable store."""
+
+    def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.name = settings.server_name
+        self.ssl_context = ssl_context or tls.server_context(settings.cert_file, settings.key_file)
+        self.state = ServerState()
+        self.connections: set[Connection] = set()
+        self.per_ip: Counter[str] = Counter()
+        self.started = time.time()
+        self.max_seen = 0
+        self._dirty: list[Connection] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self.extensions: list[Any] = []  # domain services (accounts, bans) attach here
+        self.accounts: Any = None  # the account service, once issue 3's store is attached
+        self.isupport = self._isupport()
+        self.commands: dict[str, Command] = {
+            **registration.COMMANDS,
+            **messaging.COMMANDS,
+            **rooms.COMMANDS,
+            **queries.COMMANDS,
+        }
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> list[tuple[str, int]]:
+        """Listen; return the bound (host, port) pairs (port 0 picks a free one)."""
+        loop = asyncio.get_running_loop()
+        hosts: str | list[str] = [h.strip() for h in self.settings.host.split(",") if h.strip()]
+        server = await loop.create_server(
+            lambda: Connection(self), hosts, self.settings.port, reuse_address=True, backlog=1024
+        )
+        self._servers.append(server)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+        return [s.getsockname()[:2] for s in server.sockets]
+
+    async def close(self, reason: str = "Server shutting down") -> None:
+        """Stop listening, say ``ERROR`` to every client, wait briefly for them to go."""
+        for server in self._servers:
+            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            conn.quit(reason)
+        deadline = time.monotonic() + 3.0
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for ext in self.extensions:
+            close = getattr(ext, "close", None)
+            if close is not None:
+                close()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # --- admission ------------------------------------------------------------------------
+    def admit(self, conn: Connection) -> str | None:
+        """Count a new connection; return why it must be refused, if it must."""
+        s = self.settings
+        self.connections.add(conn)
+        self.per_ip[conn.ip] += 1
+        self.max_seen = max(self.max_seen, len(self.connections))
+        if len(self.connections) > s.max_clients:
+            return "Too many connections on this server; try again later"
+        if s.max_clients_per_ip and self.per_ip[conn.ip] > s.max_clients_per_ip:
+            return f"Too many connections from your address (limit {s.max_clients_per_ip})"
+        for ext in self.extensions:
+            check = getattr(ext, "admit", None)
+            refusal = check(conn) if check is not None else None
+            if refusal:
+                return str(refusal)
+        return None
+
+    def on_tls_ready(self, conn: Connection) -> None:
+        assert conn.tls is not None
+        if conn.refusal:
+            log.info("refused ip=%s reason=%s", conn.ip, conn.refusal)
+            conn.quit(conn.refusal)
+            return
+        log.info("connect ip=%s tls=%s cipher=%s", conn.ip, conn.tls.version, conn.tls.cipher)
+
+    def on_closing(self, conn: Connection) -> None:
+        """Take ``conn`` out of the shared state and tell its peers, once."""
+        if conn.registered and conn.nick is not None:
+            conn.registered = False
+            peers = self.state.remove(conn)
+            if peers:
+                Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"]).send_to(peers)
+
+    def on_connection_lost(self, conn: Connection) -> None:
+        self.on_closing(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.per_ip[conn.ip] -= 1
+            if self.per_ip[conn.ip] <= 0:
+                del self.per_ip[conn.ip]
+        if conn.tls_ready:
+            log.info("disconnect ip=%s nick=%s reason=%s", conn.ip, conn.nick, conn.close_reason)
+
+    # --- commands -------------------------------------------------------------------------
+    def dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+        return dispatch(self.commands, self, conn, msg)
+
+    def new_line_buffer(self) -> LineBuffer:
+        return LineBuffer(self.settings.max_line_total)
+
+    # --- encoding -------------------------------------------------------------------------
+    def encode(self, command: str, params: Sequence[str], source: str | None) -> bytes:
+        return encode_line(source, command, params)
+
+    def numeric_line(self, code: str, nick: str, params: Sequence[str]) -> bytes:
+        if not params:
+            return encode_line(self.name, code, [nick])
+        middle = [safe_param(p) for p in params[:-1]]
+        return encode_line(self.name, code, [nick, *middle, params[-1]])
+
+    def notice_admins(self, text: str) -> None:
+        """Tell every logged-in admin online (admin actions are announced)."""
+        for conn in self.connections:
+            if conn.is_admin and conn.registered:
+                conn.send_msg("NOTICE", conn.name, f"*** {text}")
+
+    # --- output scheduling ----------------------------------------------------------------
+    def schedule_flush(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+    # --- timers ---------------------------------------------------------------------------
+    def _sweep_interval(self) -> float:
+        s = self.settings
+        shortest = min(s.tls_handshake_timeout, s.registration_timeout, s.ping_timeout)
+        return max(0.05, min(1.0, shortest / 4))
+
+    async def _sweep_forever(self) -> None:
+        interval = self._sweep_interval()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # a bug here must not stop timeouts for good
+                log.exception("sweep-error")
+
+    def sweep(self, now: float) -> None:
+        """Enforce handshake, registration and ping timeouts (one pass over clients)."""
+        s = self.settings
+        for conn in list(self.connections):
+            if conn.closing:
+                continue
+            age = now - conn.connected_at
+            if not conn.tls_ready:
+                if age > s.tls_handshake_timeout:
+                    log.info("tls-timeout ip=%s", conn.ip)
+                    conn.abort("TLS handshake timeout")
+            elif not conn.registered:
+                if age > s.registration_timeout:
+                    conn.quit("Registration timeout")
+            elif conn.ping_sent_at is not None:
+                if now - conn.ping_sent_at > s.ping_timeout:
+                    conn.quit(f"Ping timeout: {int(now - conn.last_active)} seconds")
+            elif now - conn.last_active > s.ping_interval:
+                conn.ping_sent_at = now
+                conn.send_msg("PING", self.name)
+        for ext in self.extensions:
+            tick = getattr(ext, "tick", None)
+            if tick is not None:
+                tick(now)
+
+    # --- ISUPPORT -------------------------------------------------------------------------
+    def _isupport(self) -> list[str]:
+        s = self.settings
+        return [
+            "CASEMAPPING=rfc1459",
+            "CHANTYPES=#",
+            "CHANMODES=,,,n",
+            "PREFIX=(o)@",
+            f"NETWORK={s.network_name}",
+            f"NICKLEN={s.nicklen}",
+            f"CHANNELLEN={s.channellen}",
+            f"TOPICLEN={s.topiclen}",
+            f"AWAYLEN={s.awaylen}",
+            f"KICKLEN={s.kicklen}",
+            f"CHANLIMIT=#:{s.max_channels_per_user}",
+            f"MAXTARGETS={s.max_targets}",
+            f"TARGMAX=PRIVMSG:{s.max_targets},NOTICE:{s.max_targets},JOIN:,PART:",
+            "MODES=1",
+        ]

@@ -1,0 +1,142 @@
+"""Questions about people and the server: WHO, WHOIS, USERHOST, ISON, LUSERS, MOTD,
+VERSION, and AWAY (which changes what WHO and WHOIS say)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from chaton import __version__
+from chaton.protocol import numerics as num
+from chaton.protocol.message import Message
+from chaton.protocol.names import is_channel
+from chaton.server.commands import Command
+from chaton.server.registration import send_lusers, send_motd
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+    from chaton.server.connection import Connection
+
+__all__ = ["COMMANDS"]
+
+
+def _who_line(server: ChatServer, conn: Connection, room: str, other: Connection) -> None:
+    flags = ("G" if other.away is not None else "H") + ("*@" if other.is_admin else "")
+    conn.numeric(
+        num.RPL_WHOREPLY, room, other.user or "*", other.host, server.name, other.name, flags,
+        f"0 {other.realname or other.name}",
+    )
+
+
+# WHO <mask>   (a room, or a nickname)
+def who(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    mask = msg.param(0)
+    if is_channel(mask):
+        room = server.state.find_channel(mask)
+        if room is not None:
+            for member in room.members:
+                _who_line(server, conn, room.name, member)
+    elif mask:
+        other = server.state.find_nick(mask)
+        if other is not None:
+            _who_line(server, conn, "*", other)
+    conn.numeric(num.RPL_ENDOFWHO, mask or "*", "End of WHO list")
+    return None
+
+
+# WHOIS [<server>] <nick>
+def whois(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    nick = msg.params[-1]
+    other = server.state.find_nick(nick)
+    if other is None:
+        conn.numeric(num.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        conn.numeric(num.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        return None
+    name = other.name
+    conn.numeric(num.RPL_WHOISUSER, name, other.user or "*", other.host, "*", other.realname)
+    if other.channels:
+        rooms = " ".join(
+            ("@" if other.is_admin else "") + room.name for room in other.channels.values()
+        )
+        conn.numeric(num.RPL_WHOISCHANNELS, name, rooms)
+    conn.numeric(num.RPL_WHOISSERVER, name, server.name, server.settings.network_name)
+    if other.is_admin:
+        conn.numeric(num.RPL_WHOISOPERATOR, name, "is a server administrator")
+    if other.away is not None:
+        conn.numeric(num.RPL_AWAY, name, other.away)
+    if other.account:
+        conn.numeric(num.RPL_WHOISACCOUNT, name, other.account, "is logged in as")
+    conn.numeric(num.RPL_WHOISSECURE, name, "is using a secure connection (TLS)")
+    if conn.is_admin or conn is other:
+        conn.numeric(num.RPL_WHOISACTUALLY, name, other.ip, "Actual IP")
+    idle = int(time.monotonic() - other.last_active)
+    conn.numeric(num.RPL_WHOISIDLE, name, str(idle), str(int(other.signon)),
+                 "seconds idle, signon time")
+    conn.numeric(num.RPL_ENDOFWHOIS, name, "End of /WHOIS list")
+    return None
+
+
+# USERHOST <nickname>{ <nickname>}
+def userhost(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    replies = []
+    for nick in msg.params[:5]:
+        other = server.state.find_nick(nick)
+        if other is not None:
+            star = "*" if other.is_admin else ""
+            away = "-" if other.away is not None else "+"
+            replies.append(f"{other.name}{star}={away}{other.user}@{other.host}")
+    conn.numeric(num.RPL_USERHOST, " ".join(replies))
+    return None
+
+
+# ISON <nickname>{ <nickname>}
+def ison(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    online = []
+    for param in msg.params:
+        for nick in param.split():
+            other = server.state.find_nick(nick)
+            if other is not None:
+                online.append(other.name)
+    conn.numeric(num.RPL_ISON, " ".join(online))
+    return None
+
+
+# AWAY [<text>]
+def away(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    text = msg.param(0)[: server.settings.awaylen]
+    if text:
+        conn.away = text
+        conn.numeric(num.RPL_NOWAWAY, "You have been marked as being away")
+    else:
+        conn.away = None
+        conn.numeric(num.RPL_UNAWAY, "You are no longer marked as being away")
+    return None
+
+
+def lusers(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    send_lusers(server, conn)
+    return None
+
+
+def motd(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    send_motd(server, conn)
+    return None
+
+
+def version(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    conn.numeric(num.RPL_VERSION, f"chaton-{__version__}", server.name, "TLS-only team chat")
+    conn.numeric(num.RPL_ISUPPORT, *server.isupport[:12], "are supported by this server")
+    return None
+
+
+COMMANDS: dict[str, Command] = {
+    "WHO": Command(who),
+    "WHOIS": Command(whois, min_params=1),
+    "USERHOST": Command(userhost, min_params=1),
+    "ISON": Command(ison, min_params=1),
+    "AWAY": Command(away),
+    "LUSERS": Command(lusers),
+    "MOTD": Command(motd),
+    "VERSION": Command(version),
+}

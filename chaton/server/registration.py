@@ -1,0 +1,230 @@
+"""Connection registration and liveness: CAP, NICK, USER, PASS, PING, PONG, QUIT.
+
+Registration completes when the client has a nickname and a user name and is not in the
+middle of CAP negotiation (``CAP LS``/``REQ`` suspend it until ``CAP END``), as the
+IRCv3 capability negotiation spec requires. Account checks (PASS login, reserved
+nicknames, bans, ``require_account``) hook in through ``server.accounts``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from chaton import __version__
+from chaton.protocol import numerics as num
+from chaton.protocol.message import Message
+from chaton.protocol.names import valid_nick
+from chaton.server.commands import Command
+from chaton.server.lines import Outgoing
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+    from chaton.server.connection import Connection
+
+__all__ = ["COMMANDS", "SUPPORTED_CAPS", "send_lusers", "send_motd", "try_register"]
+
+#: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
+SUPPORTED_CAPS = ("server-time", "message-tags", "echo-message", "sasl")
+_TAG_MODE_BITS = {"server-time": 1, "message-tags": 2}
+_USERNAME = re.compile(r"[^A-Za-z0-9._-]")
+USERLEN = 16
+
+
+def _cap_ls(server: ChatServer, conn: Connection, version: int) -> None:
+    caps = [("sasl=PLAIN" if c == "sasl" and version >= 302 else c) for c in SUPPORTED_CAPS]
+    conn.send_msg("CAP", conn.name, "LS", " ".join(caps))
+
+
+# CAP <subcommand> [:<capabilities>]
+def cap(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    sub = msg.params[0].upper()
+    if sub == "LS":
+        if not conn.registered:
+            conn.cap_negotiating = True
+        version = int(msg.param(1)) if msg.param(1).isdigit() else 0
+        _cap_ls(server, conn, version)
+    elif sub == "LIST":
+        conn.send_msg("CAP", conn.name, "LIST", " ".join(sorted(conn.caps)))
+    elif sub == "REQ":
+        if not conn.registered:
+            conn.cap_negotiating = True
+        wanted = msg.param(1).split()
+        names = [w[1:] if w.startswith("-") else w for w in wanted]
+        if not wanted or any(n not in SUPPORTED_CAPS for n in names):
+            conn.send_msg("CAP", conn.name, "NAK", msg.param(1))
+            return None
+        for item in wanted:
+            if item.startswith("-"):
+                conn.caps.discard(item[1:])
+            else:
+                conn.caps.add(item)
+        conn.tag_mode = sum(bit for cap_, bit in _TAG_MODE_BITS.items() if cap_ in conn.caps)
+        conn.send_msg("CAP", conn.name, "ACK", " ".join(wanted))
+    elif sub == "END":
+        if not conn.registered:
+            conn.cap_negotiating = False
+            return try_register(server, conn)
+    else:
+        conn.numeric(num.ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
+    return None
+
+
+# NICK <nickname>
+def nick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    new = msg.param(0)
+    if not new:
+        conn.numeric(num.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return None
+    if not valid_nick(new, server.settings.nicklen):
+        conn.numeric(num.ERR_ERRONEUSNICKNAME, new, "Erroneous nickname")
+        return None
+    if server.state.nick_taken(new, conn):
+        conn.numeric(num.ERR_NICKNAMEINUSE, new, "Nickname is already in use")
+        return None
+    if server.accounts is not None and not server.accounts.may_use_nick(conn, new):
+        return None
+    if not conn.registered:
+        conn.nick = new
+        return try_register(server, conn)
+    if new == conn.nick:
+        return None
+    out = Outgoing(conn.source, "NICK", [new])
+    peers = server.state.peers(conn)
+    old = conn.nick
+    assert old is not None
+    server.state.rename(conn, old, new)
+    conn.nick = new
+    out.send_to(peers)
+    conn.send(out.line_for(conn))
+    return None
+
+
+# USER <username> 0 * :<realname>
+def user(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    if conn.registered:
+        conn.numeric(num.ERR_ALREADYREGISTERED, "You may not reregister")
+        return None
+    name = _USERNAME.sub("", msg.params[0])[:USERLEN]
+    conn.user = "~" + (name or "user")
+    conn.realname = msg.params[3][:100]
+    return try_register(server, conn)
+
+
+# PASS <account>:<password>   (for clients without SASL)
+def pass_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    if conn.registered:
+        conn.numeric(num.ERR_ALREADYREGISTERED, "You may not reregister")
+        return None
+    account, sep, password = msg.params[0].partition(":")
+    conn.pass_login = (account, password) if sep and account else ("", msg.params[0])
+    return None
+
+
+# PING <token>
+def ping(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    if not msg.params or not msg.params[0]:
+        conn.numeric(num.ERR_NOORIGIN, "No origin specified")
+        return None
+    conn.send_msg("PONG", server.name, msg.params[0])
+    return None
+
+
+# PONG <token>   (any input already counts as a sign of life)
+def pong(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    return None
+
+
+# QUIT [:<reason>]
+def quit_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    reason = msg.param(0)
+    conn.quit(f"Quit: {reason[:200]}" if reason else "Client quit")
+    return None
+
+
+def try_register(server: ChatServer, conn: Connection) -> Awaitable[None] | None:
+    """Finish registration once NICK, USER and CAP negotiation are all done."""
+    if conn.registered or conn.nick is None or conn.user is None or conn.cap_negotiating:
+        return None
+    if server.state.nick_taken(conn.nick, conn):
+        conn.numeric(num.ERR_NICKNAMEINUSE, conn.nick, "Nickname is already in use")
+        conn.nick = None
+        return None
+    if server.accounts is not None:
+        return server.accounts.register(conn, lambda: welcome(server, conn))
+    welcome(server, conn)
+    return None
+
+
+def welcome(server: ChatServer, conn: Connection) -> bool:
+    """Make ``conn`` a registered client and send the welcome burst; False if it lost its nick."""
+    assert conn.nick is not None
+    if conn.closing:
+        return False
+    if server.state.nick_taken(conn.nick, conn):
+        conn.numeric(num.ERR_NICKNAMEINUSE, conn.nick, "Nickname is already in use")
+        conn.nick = None
+        return False
+    s = server.settings
+    conn.registered = True
+    conn.last_active = time.monotonic()
+    server.state.add_nick(conn, conn.nick)
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.started))
+    conn.numeric(num.RPL_WELCOME, f"Welcome to the {s.network_name} network, {conn.source}")
+    conn.numeric(
+        num.RPL_YOURHOST, f"Your host is {server.name}, running version chaton-{__version__}"
+    )
+    conn.numeric(num.RPL_CREATED, f"This server was created {created}")
+    conn.send(
+        server.encode(
+            num.RPL_MYINFO, [conn.name, server.name, f"chaton-{__version__}", "io", "n"],
+            server.name,
+        )
+    )
+    tokens = server.isupport
+    for i in range(0, len(tokens), 12):
+        conn.numeric(num.RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
+    send_lusers(server, conn)
+    send_motd(server, conn)
+    if conn.is_admin:
+        conn.send_msg("MODE", conn.name, "+o", source=conn.nick)
+    return True
+
+
+def send_lusers(server: ChatServer, conn: Connection) -> None:
+    users = len(server.state.nicks)
+    unknown = sum(1 for c in server.connections if not c.registered and not c.closing)
+    admins = sum(1 for c in server.state.nicks.values() if c.is_admin)
+    conn.numeric(num.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 server")
+    conn.numeric(num.RPL_LUSEROP, str(admins), "operator(s) online")
+    conn.numeric(num.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
+    conn.numeric(num.RPL_LUSERCHANNELS, str(len(server.state.channels)), "channels formed")
+    conn.numeric(num.RPL_LUSERME, f"I have {users} clients and 0 servers")
+    conn.numeric(num.RPL_LOCALUSERS, str(users), str(server.max_seen),
+                 f"Current local users {users}, max {server.max_seen}")
+    conn.numeric(num.RPL_GLOBALUSERS, str(users), str(server.max_seen),
+                 f"Current global users {users}, max {server.max_seen}")
+
+
+def send_motd(server: ChatServer, conn: Connection) -> None:
+    lines = [line for line in server.settings.motd.splitlines() if line.strip()]
+    if not lines:
+        conn.numeric(num.ERR_NOMOTD, "MOTD File is missing")
+        return
+    conn.numeric(num.RPL_MOTDSTART, f"- {server.name} Message of the day - ")
+    for line in lines:
+        conn.numeric(num.RPL_MOTD, f"- {line}")
+    conn.numeric(num.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+
+COMMANDS: dict[str, Command] = {
+    "CAP": Command(cap, min_params=1, registered=False),
+    "NICK": Command(nick, registered=False),
+    "USER": Command(user, min_params=4, registered=False),
+    "PASS": Command(pass_, min_params=1, registered=False),
+    "PING": Command(ping, registered=False),
+    "PONG": Command(pong, registered=False),
+    "QUIT": Command(quit_, registered=False),
+}
