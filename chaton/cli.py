@@ -21,7 +21,8 @@ __all__ = ["main", "serve"]
 
 log = logging.getLogger("chaton")
 
-SETTINGS_EPILOG = "Every setting can also be put in the TOML file given with --config:\n" + "\n".join(
+SETTINGS_EPILOG = "Every setting can also be put in the TOML file given with --config:\n"
+SETTINGS_EPILOG += "\n".join(
     f"  {name:<28} {doc} (default: {default})" for name, default, doc in Settings.field_docs()
 )
 

@@ -182,7 +182,7 @@ _ZERO_MEANS_UNLIMITED = (
 
 def _validate(s: Settings, source: str) -> None:
     positive = [
-        "port", "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
+        "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
         "max_channels_per_user", "max_targets", "tls_handshake_timeout",
         "registration_timeout", "ping_interval", "ping_timeout", "sendq_bytes", "flood_burst",
         "flood_max_backlog", "max_clients", "connect_rate_window", "argon2_time_cost",
@@ -195,8 +195,8 @@ def _validate(s: Settings, source: str) -> None:
     for name in _ZERO_MEANS_UNLIMITED:
         if getattr(s, name) < 0:
             raise ConfigError(f"{source}: setting {name!r} cannot be negative (0 = unlimited)")
-    if s.port > 65535:
-        raise ConfigError(f"{source}: port must be at most 65535")
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"{source}: port must be 0..65535 (0 picks a free port)")
     if s.max_line_bytes < 64:
         raise ConfigError(f"{source}: max_line_bytes below 64 cannot carry IRC")
     if s.flood_rate < 0 or s.max_tag_bytes < 0:

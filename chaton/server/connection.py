@@ -123,6 +123,11 @@ class Connection(asyncio.Protocol):
         return f"{self.nick}!{self.user or self.nick}@{self.host}"
 
     @property
+    def ip_param(self) -> str:
+        """The address as an IRC parameter: ``::1`` would read as a trailing, so ``0::1``."""
+        return "0" + self.ip if self.ip.startswith(":") else self.ip
+
+    @property
     def name(self) -> str:
         """The nickname for numerics, ``*`` before one is chosen."""
         return self.nick or "*"

@@ -69,7 +69,7 @@ def whois(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
         conn.numeric(num.RPL_WHOISACCOUNT, name, other.account, "is logged in as")
     conn.numeric(num.RPL_WHOISSECURE, name, "is using a secure connection (TLS)")
     if conn.is_admin or conn is other:
-        conn.numeric(num.RPL_WHOISACTUALLY, name, other.ip, "Actual IP")
+        conn.numeric(num.RPL_WHOISACTUALLY, name, other.ip_param, "Actual IP")
     idle = int(time.monotonic() - other.last_active)
     conn.numeric(num.RPL_WHOISIDLE, name, str(idle), str(int(other.signon)),
                  "seconds idle, signon time")
