@@ -7,6 +7,7 @@ conversations over real TLS sockets: ``alice.send("JOIN #x")``, ``alice.expect("
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -102,7 +103,7 @@ class IrcClient:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except (ssl.SSLError, ConnectionError, OSError):
             data = b""
@@ -140,7 +141,7 @@ class IrcClient:
                     )
 
     def _tail(self) -> list[str]:
-        return [f"{m.command} {' '.join(m.params)}" for m in self.log[-8:]]
+        return [f"{m.command} {' '.join(m.params)}"[:100] for m in self.log[-8:]]
 
     def sync(self, timeout: float = 5.0) -> list[Message]:
         """PING the server; return (and consume) everything that arrived before the PONG."""
@@ -189,10 +190,8 @@ class IrcClient:
         return self
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 class RunningServer:
@@ -229,7 +228,7 @@ class RunningServer:
         def runner() -> None:
             try:
                 fut.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            except BaseException as exc:
                 fut.set_exception(exc)
 
         self.loop.call_soon_threadsafe(runner)
@@ -293,7 +292,9 @@ def chaton_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "chaton", *args]
 
 
-def run_chaton(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_chaton(
+    *args: str, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the ``chaton`` CLI as a user would; never with a secret in argv."""
     return subprocess.run(
         chaton_command(*args), input=input, capture_output=True, text=True, timeout=timeout,

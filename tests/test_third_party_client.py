@@ -9,6 +9,7 @@ import irc.client
 import irc.connection
 
 from chaton import tls
+
 from conftest import RunningServer
 
 

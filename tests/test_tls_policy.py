@@ -9,6 +9,7 @@ import warnings
 import pytest
 
 from chaton import tls
+
 from conftest import IrcClient, RunningServer
 
 
@@ -34,9 +35,11 @@ def test_client_limited_to_tls11_is_refused(server: RunningServer) -> None:
     ctx.minimum_version = ssl.TLSVersion.TLSv1
     ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     ctx.set_ciphers("ALL:@SECLEVEL=0")
-    with socket.create_connection((server.host, server.port), timeout=5) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError)) as refused:
-            ctx.wrap_socket(raw, server_hostname="localhost")
+    with (
+        socket.create_connection((server.host, server.port), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)) as refused,
+    ):
+        ctx.wrap_socket(raw, server_hostname="localhost")
     # Refused by the server (an alert or a reset), not by our own OpenSSL.
     assert "NO_PROTOCOLS_AVAILABLE" not in str(refused.value).upper()
     # The server still serves a modern client.

@@ -29,6 +29,7 @@ from chaton.server.commands import Command, dispatch
 from chaton.server.connection import Connection, safe_param
 from chaton.server.lines import Outgoing, encode_line
 from chaton.server.state import ServerState
+from chaton.server.throttle import SlidingWindowCounter
 
 __all__ = ["ChatServer"]
 
@@ -53,6 +54,9 @@ class ChatServer:
         self._closed = asyncio.Event()
         self.extensions: list[Any] = []  # domain services (accounts, bans) attach here
         self.accounts: Any = None  # the account service, once issue 3's store is attached
+        self.connect_rate = SlidingWindowCounter(
+            settings.connect_rate_per_ip, settings.connect_rate_window
+        )
         self.isupport = self._isupport()
         self.commands: dict[str, Command] = {
             **registration.COMMANDS,
@@ -107,6 +111,13 @@ class ChatServer:
             return "Too many connections on this server; try again later"
         if s.max_clients_per_ip and self.per_ip[conn.ip] > s.max_clients_per_ip:
             return f"Too many connections from your address (limit {s.max_clients_per_ip})"
+        now = time.monotonic()
+        if self.connect_rate.exceeded(conn.ip, now):
+            return (
+                f"Connecting too fast: at most {s.connect_rate_per_ip} connections per "
+                f"{s.connect_rate_window:g} seconds from one address"
+            )
+        self.connect_rate.hit(conn.ip, now)
         for ext in self.extensions:
             check = getattr(ext, "admit", None)
             refusal = check(conn) if check is not None else None

@@ -210,10 +210,9 @@ class Connection(asyncio.Protocol):
                 self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
             else:
                 inbox.append(line)  # type: ignore[arg-type]
+        self._process_inbox()
         if len(inbox) > self.server.settings.flood_max_backlog:
             self.quit("Excess flood")
-            return
-        self._process_inbox()
 
     def _process_inbox(self) -> None:
         inbox = self._inbox
