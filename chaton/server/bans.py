@@ -174,10 +174,7 @@ def touches_loopback(kind: BanKind | str, value: str) -> bool:
         return _address(value).is_loopback
     if kind is BanKind.CIDR:
         net = _network(value)
-        return any(
-            net.version == lo.version and net.overlaps(lo)
-            for lo in _LOOPBACK_NETS
-        )
+        return any(net.version == lo.version and net.overlaps(lo) for lo in _LOOPBACK_NETS)
     return False
 
 

@@ -95,6 +95,7 @@ class Connection(asyncio.Protocol):
         self.tag_mode = 0  # bit 1: server-time, bit 2: message-tags (see app.Broadcast)
         self.account: str | None = None
         self.is_admin = False
+        self.oper_account: str | None = None  # the admin account whose powers this client has
         self.away: str | None = None
         self.user_modes: set[str] = set()
         self.channels: dict[str, Channel] = {}

@@ -245,7 +245,7 @@ def kick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
             conn.numeric(num.ERR_USERNOTINCHANNEL, nick, room.name, "They aren't on that channel")
             continue
         if server.accounts is not None:
-            server.accounts.record_admin_action(conn, "KICK", f"{room.name} {victim.name}", reason)
+            server.accounts.record_admin_action(conn, "kick", f"{room.name} {victim.name}", reason)
         kick_from(server, room, victim, conn.source, reason)
     return None
 

@@ -2,9 +2,10 @@
 
 Invariants:
 - A hit at time ``t`` counts while ``now < t + window``; counts are exact, not bucketed.
-- Per key at most ``limit`` timestamps are kept (older ones cannot change whether the limit
-  is reached), so a key costs O(limit) memory however hard it is hammered, and ``count``
-  saturates at ``limit``.
+- Per key at most ``limit + 1`` timestamps are kept (older ones cannot change whether the
+  limit is reached or passed), so a key costs O(limit) memory however hard it is hammered;
+  ``hit`` and ``count`` saturate at ``limit + 1``, so ``hit(key, now) > limit`` still says
+  "this event is one too many".
 - ``_hits`` is ordered by each key's latest hit (a hit moves its key to the end). With a
   clock that does not go back, the front holds the stalest keys: pruning stops at the first
   live key, and when ``max_keys`` is reached the least recently hit keys are dropped first.
@@ -57,12 +58,16 @@ class SlidingWindowCounter:
             del self._hits[key]
 
     def hit(self, key: Hashable, now: float) -> int:
-        """Record one event for ``key`` at ``now``; returns the count including it."""
+        """Record one event for ``key`` at ``now``; returns the count including it.
+
+        The count saturates at ``limit + 1``: ``hit(...) > limit`` means over the limit.
+        Always 0 when unlimited.
+        """
         if self.limit == 0:
             return 0
         stamps = self._fresh(key, now)
         if stamps is None:
-            stamps = deque(maxlen=self.limit)
+            stamps = deque(maxlen=self.limit + 1)
         else:
             del self._hits[key]  # re-inserted below, at the end of the order
         stamps.append(now)
@@ -73,7 +78,7 @@ class SlidingWindowCounter:
         return len(stamps)
 
     def count(self, key: Hashable, now: float) -> int:
-        """Events for ``key`` within the window ending at ``now`` (at most ``limit``)."""
+        """Events for ``key`` within the window ending at ``now`` (at most ``limit + 1``)."""
         stamps = self._fresh(key, now)
         return 0 if stamps is None else len(stamps)
 
@@ -85,7 +90,8 @@ class SlidingWindowCounter:
         """Seconds until ``key`` is no longer :meth:`exceeded` (0 if it is not)."""
         if not self.exceeded(key, now):
             return 0.0
-        return self._hits[key][0] + self.window - now
+        stamps = self._hits[key]
+        return stamps[len(stamps) - self.limit] + self.window - now
 
     def reset(self, key: Hashable) -> None:
         """Forget ``key`` (e.g. its failed logins after a successful one)."""
@@ -99,6 +105,4 @@ class SlidingWindowCounter:
         return len(self._hits)
 
     def __repr__(self) -> str:
-        return (
-            f"<SlidingWindowCounter {self.limit}/{self.window}s, {len(self._hits)} keys>"
-        )
+        return f"<SlidingWindowCounter {self.limit}/{self.window}s, {len(self._hits)} keys>"

@@ -1,0 +1,357 @@
+"""Accounts on the wire: SASL PLAIN, PASS, OPER, reserved nicknames and ban enforcement.
+
+Invariants:
+- argon2 never runs on the event loop: every check goes through the bounded ``HashPool``;
+  the handler returns the coroutine and the connection holds its further input until the
+  answer is in, so a login storm slows only the clients logging in.
+- A failed login is answered the same way whether the account exists or not (the unknown
+  case still pays for a dummy hash), and failures are counted per IP and per account name
+  (existing or not) in sliding windows; over either limit, no hash is even tried.
+- A registered account's nickname is usable only by a client logged in to that account
+  (rfc1459 casefolding, so case does not help an impostor).
+- Durable changes (bans, audit lines) are committed before anyone is told; the in-memory
+  ban list is updated only after the commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from chaton.passwords import HashPool, HashPoolBusy, Passwords
+from chaton.protocol import numerics as num
+from chaton.protocol.message import Message
+from chaton.protocol.names import casefold
+from chaton.server.bans import BanList, ban_message
+from chaton.server.commands import Command
+from chaton.server.throttle import SlidingWindowCounter
+from chaton.store import Account, AuditEntry, BanRecord, Store, StoreError
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+    from chaton.server.connection import Connection
+
+__all__ = ["COMMANDS", "AccountService"]
+
+log = logging.getLogger("chaton")
+
+SASL_CHUNK = 400
+#: Longest SASL PLAIN payload (base64) we accept: authzid, authcid and password fit easily.
+SASL_MAX = 1600
+BANS_POLL_INTERVAL = 2.0
+LOGIN_HINT = (
+    "log in with SASL (chaton connect asks for the password) or send "
+    "PASS {nick}:<password> before NICK"
+)
+
+
+class AccountService:
+    """Logins, bans and the audit trail of one running server."""
+
+    def __init__(self, server: ChatServer, store: Store) -> None:
+        s = server.settings
+        self.server = server
+        self.store = store
+        self.passwords = Passwords(s)
+        self.pool = HashPool(s)
+        self.bans = BanList.load(store, time.time())
+        self.failed_by_ip = SlidingWindowCounter(s.login_failures_per_ip, s.login_failure_window)
+        self.failed_by_account = SlidingWindowCounter(
+            s.login_failures_per_account, s.login_failure_window
+        )
+        self._next_poll = 0.0
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        self.store.close()
+
+    # --- hooks called by the server core ---------------------------------------------------
+    def admit(self, conn: Connection) -> str | None:
+        """An IP or CIDR ban refuses the connection before registration."""
+        record = self.bans.match_ip(conn.ip, time.time())
+        return ban_message(record, time.time()) if record is not None else None
+
+    def tick(self, now_monotonic: float) -> None:
+        """Pick up bans changed by another process (the offline CLI) and enforce them."""
+        if now_monotonic < self._next_poll:
+            return
+        self._next_poll = now_monotonic + BANS_POLL_INTERVAL
+        try:
+            version = self.store.bans_version()
+        except Exception:
+            log.exception("bans-poll-error")
+            return
+        if version != self.bans.version:
+            self.bans = BanList.load(self.store, time.time())
+            log.info("bans reloaded from the database (%d in force)", len(self.bans))
+            self.enforce_all()
+
+    def may_use_nick(self, conn: Connection, nick: str) -> bool:
+        """Refuse a banned or reserved nickname; the refusal is sent from here."""
+        record = self.bans.match_nick(nick, time.time())
+        if record is not None:
+            self._refuse_banned(conn, record)
+            return False
+        if conn.account is not None and casefold(conn.account) == casefold(nick):
+            return True
+        if conn.pass_login is not None and not conn.registered:
+            claimed = conn.pass_login[0] or nick
+            if casefold(claimed) == casefold(nick):
+                return True  # checked with the password when registration completes
+        try:
+            owner = self.store.get_account(nick)
+        except StoreError:
+            log.exception("store-error")
+            owner = None
+        if owner is None:
+            return True
+        hint = LOGIN_HINT.format(nick=owner.name)
+        conn.send_msg("FAIL", "NICK", "ACCOUNT_REQUIRED", nick,
+                      f"Nickname {nick} is registered; {hint}")
+        conn.numeric(num.ERR_NICKNAMEINUSE, nick, f"Nickname is registered; {hint}")
+        return False
+
+    def register(
+        self, conn: Connection, welcome: Callable[[], bool]
+    ) -> Awaitable[None] | None:
+        """Last checks before the welcome burst: PASS login, bans, ``require_account``."""
+        if conn.pass_login is not None and conn.account is None:
+            return self._pass_login(conn, welcome)
+        self._finish_registration(conn, welcome)
+        return None
+
+    async def _pass_login(self, conn: Connection, welcome: Callable[[], bool]) -> None:
+        assert conn.pass_login is not None and conn.nick is not None
+        name, password = conn.pass_login
+        conn.pass_login = None
+        account = await self.check_password(conn, name or conn.nick, password)
+        if conn.closing:
+            return
+        if account is None:
+            conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
+            conn.quit("Invalid password")
+            return
+        if not self.log_in(conn, account):
+            return
+        self._finish_registration(conn, welcome)
+
+    def _finish_registration(self, conn: Connection, welcome: Callable[[], bool]) -> None:
+        s = self.server.settings
+        assert conn.nick is not None
+        if s.require_account and conn.account is None:
+            conn.send_msg("NOTICE", conn.name, "*** This server is for team members only: "
+                          + LOGIN_HINT.format(nick=conn.nick))
+            conn.quit("An account is required on this server")
+            return
+        owner_ok = conn.account is not None and casefold(conn.account) == casefold(conn.nick)
+        if not owner_ok and not self.may_use_nick(conn, conn.nick):
+            conn.nick = None
+            return
+        record = self.bans.match(time.time(), nick=conn.nick, account=conn.account)
+        if record is not None:
+            self._refuse_banned(conn, record)
+            return
+        if welcome() and conn.is_admin:
+            self.server.notice_admins(f"{conn.nick} ({conn.account}) is online as admin")
+
+    # --- password checks -------------------------------------------------------------------
+    async def check_password(self, conn: Connection, name: str, password: str) -> Account | None:
+        """The account if ``password`` is right, else None; throttled; never on the loop."""
+        now = time.monotonic()
+        key = casefold(name)
+        if self.failed_by_ip.exceeded(conn.ip, now) or self.failed_by_account.exceeded(key, now):
+            log.info("login-throttled ip=%s account=%s", conn.ip, name[:40])
+            return None
+        try:
+            account = self.store.get_account(name)
+        except (StoreError, ValueError):
+            account = None
+        stored = account.password_hash if account is not None else None
+        try:
+            ok, rehash = await self.pool.run(self.passwords.verify, stored, password)
+        except HashPoolBusy:
+            log.warning("login-busy ip=%s: the password hashing pool is full", conn.ip)
+            conn.send_msg("NOTICE", conn.name, "*** Server busy with logins; try again shortly")
+            return None
+        if not ok or account is None:
+            self.failed_by_ip.hit(conn.ip, time.monotonic())
+            self.failed_by_account.hit(key, time.monotonic())
+            log.info("login-failed ip=%s account=%s", conn.ip, name[:40])
+            return None
+        self.failed_by_account.reset(key)
+        if rehash:
+            await self._rehash(account, password)
+        try:
+            self.store.touch_login(account.name, time.time())
+        except StoreError:
+            log.exception("store-error")
+        return account
+
+    async def _rehash(self, account: Account, password: str) -> None:
+        """Store a hash with the current argon2 parameters (they changed since the last one)."""
+        try:
+            new_hash = await self.pool.run(self.passwords.hash, password)
+            self.store.set_password_hash(account.name, new_hash)
+            log.info("rehashed password of account=%s with current parameters", account.name)
+        except (HashPoolBusy, StoreError):
+            log.warning("rehash postponed for account=%s", account.name)
+
+    def log_in(self, conn: Connection, account: Account) -> bool:
+        """Attach ``account`` to ``conn`` unless it is banned (then 465 and ERROR)."""
+        record = self.bans.match_account(account.name, time.time())
+        if record is not None:
+            self._refuse_banned(conn, record)
+            return False
+        conn.account = account.name
+        if account.is_admin:
+            conn.is_admin = True
+            conn.oper_account = account.name
+        log.info("login ip=%s account=%s role=%s", conn.ip, account.name, account.role)
+        return True
+
+    # --- bans ------------------------------------------------------------------------------
+    def _refuse_banned(self, conn: Connection, record: BanRecord) -> None:
+        text = ban_message(record, time.time())
+        conn.numeric(num.ERR_YOUREBANNEDCREEP, text)
+        conn.quit(text)
+
+    def matches(self, conn: Connection, record: BanRecord) -> bool:
+        probe = BanList([record])
+        hit = probe.match(time.time(), ip=conn.ip, nick=conn.nick, account=conn.account)
+        return hit is not None
+
+    def enforce(self, record: BanRecord) -> list[Connection]:
+        """Disconnect everyone ``record`` matches (a new ban applies at once)."""
+        conns = [c for c in self.server.connections if not c.closing]
+        hit = [c for c in conns if self.matches(c, record)]
+        for conn in hit:
+            self._refuse_banned(conn, record)
+        return hit
+
+    def enforce_all(self) -> None:
+        now = time.time()
+        for conn in list(self.server.connections):
+            if conn.closing:
+                continue
+            record = self.bans.match(now, ip=conn.ip, nick=conn.nick, account=conn.account)
+            if record is not None:
+                self._refuse_banned(conn, record)
+
+    # --- audit -----------------------------------------------------------------------------
+    def audit_entry(self, conn: Connection, action: str, target: str, reason: str) -> AuditEntry:
+        return AuditEntry(
+            at=time.time(), actor=conn.oper_account or conn.account or conn.name,
+            action=action, target=target, reason=reason, source_ip=conn.ip,
+        )
+
+    def record_admin_action(self, conn: Connection, action: str, target: str, reason: str) -> None:
+        """Commit an audit line, then tell the admins online (KICK, KILL, OPER...)."""
+        entry = self.audit_entry(conn, action, target, reason)
+        self.store.audit(entry.actor, entry.action, entry.target, entry.reason, entry.source_ip,
+                         at=entry.at)
+        self.announce(entry)
+
+    def announce(self, entry: AuditEntry) -> None:
+        why = f" ({entry.reason})" if entry.reason else ""
+        self.server.notice_admins(f"{entry.actor} {entry.action} {entry.target}{why}")
+
+
+def _service(server: ChatServer) -> AccountService:
+    svc = server.accounts
+    assert isinstance(svc, AccountService)
+    return svc
+
+
+# AUTHENTICATE <mechanism> | <base64 chunk> | + | *
+def authenticate(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    svc = _service(server)
+    arg = msg.params[0]
+    if "sasl" not in conn.caps:
+        conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed: request the sasl capability")
+        return None
+    if conn.account is not None:
+        conn.numeric(num.ERR_SASLALREADY, "You have already authenticated using SASL")
+        return None
+    if arg == "*":
+        conn.sasl_buffer = None
+        conn.numeric(num.ERR_SASLABORTED, "SASL authentication aborted")
+        return None
+    if conn.sasl_buffer is None:
+        if arg.upper() != "PLAIN":
+            conn.numeric(num.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
+            conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed")
+            return None
+        conn.sasl_buffer = []
+        conn.send_msg("AUTHENTICATE", "+", source="")
+        return None
+    if len(arg) > SASL_CHUNK:
+        conn.sasl_buffer = None
+        conn.numeric(num.ERR_SASLTOOLONG, "SASL message too long")
+        return None
+    if arg != "+":
+        conn.sasl_buffer.append(arg)
+    if sum(map(len, conn.sasl_buffer)) > SASL_MAX:
+        conn.sasl_buffer = None
+        conn.numeric(num.ERR_SASLTOOLONG, "SASL message too long")
+        return None
+    if len(arg) == SASL_CHUNK:
+        return None  # more chunks follow
+    payload = "".join(conn.sasl_buffer)
+    conn.sasl_buffer = None
+    return _sasl_plain(svc, conn, payload)
+
+
+async def _sasl_plain(svc: AccountService, conn: Connection, payload: str) -> None:
+    try:
+        authzid, authcid, password = (
+            base64.b64decode(payload, validate=True).decode("utf-8").split("\0")
+        )
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed")
+        return
+    if authzid and casefold(authzid) != casefold(authcid):
+        conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed")
+        return
+    account = await svc.check_password(conn, authcid, password)
+    if conn.closing:
+        return
+    if account is None:
+        conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed")
+        return
+    if not svc.log_in(conn, account):
+        return
+    mask = f"{conn.name}!{conn.user or '*'}@{conn.host}"
+    conn.numeric(num.RPL_LOGGEDIN, mask, account.name, f"You are now logged in as {account.name}")
+    conn.numeric(num.RPL_SASLSUCCESS, "SASL authentication successful")
+
+
+# OPER <name> <password>
+def oper(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    return _oper(_service(server), conn, msg.params[0], msg.params[1])
+
+
+async def _oper(svc: AccountService, conn: Connection, name: str, password: str) -> None:
+    account = await svc.check_password(conn, name, password)
+    if conn.closing:
+        return
+    if account is None or not account.is_admin:
+        if account is not None:  # right password, but not an admin: same reply, counted
+            svc.failed_by_ip.hit(conn.ip, time.monotonic())
+            log.info("oper-refused ip=%s account=%s role=%s", conn.ip, account.name, account.role)
+        conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
+        return
+    conn.is_admin = True
+    conn.oper_account = account.name
+    svc.record_admin_action(conn, "oper", conn.name, "")
+    conn.numeric(num.RPL_YOUREOPER, "You are now an IRC operator")
+    conn.send_msg("MODE", conn.name, "+o", source=conn.name)
+
+
+COMMANDS: dict[str, Command] = {
+    "AUTHENTICATE": Command(authenticate, min_params=1, registered=False),
+    "OPER": Command(oper, min_params=2),
+}

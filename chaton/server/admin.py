@@ -1,0 +1,229 @@
+"""Admin powers: KILL and UBAN (the syntax of Ergo's UBAN). The table makes them admin-only.
+
+Every action is committed to the audit log (and, for bans, to the bans table, in the same
+transaction) before the admin is answered and the admins online are told.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from chaton.protocol import numerics as num
+from chaton.protocol.message import Message
+from chaton.server.accounts import AccountService
+from chaton.server.bans import (
+    BanError,
+    BanKind,
+    check_reason,
+    format_duration,
+    format_target,
+    parse_duration,
+    parse_target,
+    touches_loopback,
+)
+from chaton.server.commands import Command
+from chaton.store import BanRecord, StoreError
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+    from chaton.server.connection import Connection
+
+__all__ = ["COMMANDS"]
+
+FORCE_WORD = "FORCE"
+
+
+def _service(server: ChatServer) -> AccountService:
+    svc = server.accounts
+    assert isinstance(svc, AccountService)
+    return svc
+
+
+def _note(server: ChatServer, conn: Connection, text: str) -> None:
+    conn.send_msg("NOTICE", conn.name, text, source=server.name)
+
+
+def _fail(conn: Connection, code: str, text: str) -> None:
+    conn.send_msg("FAIL", "UBAN", code, text)
+
+
+# KILL <nickname> <comment>
+def kill(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    victim = server.state.find_nick(msg.params[0])
+    if victim is None:
+        conn.numeric(num.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
+        return None
+    reason = msg.param(1)[: server.settings.kicklen] or "No reason given"
+    _service(server).record_admin_action(conn, "kill", victim.name, reason)
+    victim.quit(f"Killed by {conn.name}: {reason}")
+    _note(server, conn, f"Killed {victim.name}: {reason}")
+    return None
+
+
+# UBAN ADD <target> [DURATION <duration>] [FORCE] [REASON...]
+# UBAN DEL <target> | UBAN LIST | UBAN INFO <target>
+def uban(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    sub = msg.params[0].upper()
+    args = list(msg.params[1:])
+    if len(args) == 1 and " " in args[0]:  # "UBAN ADD :target DURATION 1h reason" style
+        args = args[0].split()
+    if sub == "LIST":
+        _uban_list(server, conn)
+    elif sub not in ("ADD", "DEL", "INFO"):
+        _fail(conn, "UNKNOWN_COMMAND", f"No UBAN {sub[:20]}; use ADD, DEL, LIST or INFO")
+    elif not args:
+        _fail(conn, "NEED_MORE_PARAMS", f"UBAN {sub} needs a target")
+    elif sub == "ADD":
+        _uban_add(server, conn, args)
+    elif sub == "DEL":
+        _uban_del(server, conn, args[0])
+    else:
+        _uban_info(server, conn, args[0])
+    return None
+
+
+def _parse_add(args: list[str]) -> tuple[int | None, bool, str]:
+    """DURATION/FORCE options, then the reason: (seconds or None, force, reason)."""
+    duration: int | None = None
+    force = False
+    rest = list(args)
+    while rest:
+        word = rest[0].upper()
+        if word == "DURATION" and len(rest) >= 2:
+            duration = parse_duration(rest[1])
+            rest = rest[2:]
+        elif word == FORCE_WORD:
+            force = True
+            rest = rest[1:]
+        else:
+            break
+    return duration, force, check_reason(" ".join(rest))
+
+
+def _needs_force(conn: Connection, kind: BanKind, value: str, svc: AccountService) -> str | None:
+    """Why this ban needs FORCE (it would hit loopback or the admin's own connection)."""
+    if touches_loopback(kind, value):
+        return "it covers loopback addresses (local admins, bots, this machine)"
+    probe = BanRecord(kind.value, value, "", "", time.time())
+    if svc.matches(conn, probe):
+        return "it would ban your own connection"
+    return None
+
+
+def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> None:
+    svc = _service(server)
+    try:
+        kind, value = parse_target(args[0], nicklen=server.settings.nicklen)
+        duration, force, reason = _parse_add(args[1:])
+    except BanError as exc:
+        code = "INVALID_DURATION" if "duration" in str(exc) else "INVALID_TARGET"
+        _fail(conn, code, str(exc))
+        return
+    why = _needs_force(conn, kind, value, svc)
+    if why and not force:
+        _fail(conn, "NEEDS_FORCE", f"Not banned: {why}; repeat with {FORCE_WORD} to insist")
+        return
+    targets = [(kind, value)]
+    skipped_ip = ""
+    if kind is BanKind.NICK:  # banning an online nickname also bans the address it uses
+        online = server.state.find_nick(value)
+        if online is not None:
+            ip_kind, ip = parse_target(online.ip)
+            ip_why = _needs_force(conn, ip_kind, ip, svc)
+            if ip_why and not force:
+                skipped_ip = f"; {online.ip} not banned: {ip_why} (add {FORCE_WORD})"
+            else:
+                targets.append((ip_kind, ip))
+    now = time.time()
+    expires = now + duration if duration is not None else None
+    actor = conn.oper_account or conn.account or conn.name
+    records = []
+    try:
+        for k, v in targets:
+            record = BanRecord(k.value, v, reason, actor, now, expires)
+            entry = svc.audit_entry(conn, "ban.add", format_target(k, v), reason)
+            records.append(svc.store.add_ban(record, audit=entry))
+            svc.bans.add(record)
+            svc.announce(entry)
+        svc.bans.version = svc.store.bans_version()
+    except StoreError as exc:
+        _fail(conn, "STORE_ERROR", f"Ban not saved: {exc}")
+        return
+    lasting = f"for {format_duration(duration)}" if duration else "permanently"
+    names = ", ".join(format_target(BanKind(r.kind), r.value) for r in records)
+    dropped = []
+    for record in records:
+        dropped += [c.name for c in svc.enforce(record)]
+    gone = f"; disconnected {', '.join(dropped)}" if dropped else ""
+    _note(server, conn, f"Banned {names} {lasting}{gone}{skipped_ip}")
+
+
+def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
+    svc = _service(server)
+    try:
+        kind, value = parse_target(target, nicklen=server.settings.nicklen)
+    except BanError as exc:
+        _fail(conn, "INVALID_TARGET", str(exc))
+        return
+    entry = svc.audit_entry(conn, "ban.del", format_target(kind, value), "")
+    try:
+        removed = svc.store.delete_ban(kind.value, value, audit=entry)
+    except StoreError as exc:
+        _fail(conn, "STORE_ERROR", f"Ban not removed: {exc}")
+        return
+    if not removed:
+        _fail(conn, "NO_SUCH_BAN", f"No ban on {format_target(kind, value)}")
+        return
+    svc.bans.remove(kind, value)
+    svc.bans.version = svc.store.bans_version()
+    svc.announce(entry)
+    _note(server, conn, f"Removed the ban on {format_target(kind, value)}")
+
+
+def _describe(record: BanRecord, now: float) -> str:
+    target = format_target(BanKind(record.kind), record.value)
+    if record.expires is None:
+        left = "permanent"
+    else:
+        left = f"expires in {format_duration(record.expires - now, parts=2)}"
+    made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.created))
+    reason = record.reason or "no reason given"
+    return f"{target} - {reason} - by {record.actor} on {made}, {left}"
+
+
+def _uban_list(server: ChatServer, conn: Connection) -> None:
+    now = time.time()
+    active = _service(server).bans.active(now)
+    for record in active:
+        _note(server, conn, f"Ban: {_describe(record, now)}")
+    _note(server, conn, f"End of ban list ({len(active)} in force)")
+
+
+def _uban_info(server: ChatServer, conn: Connection, target: str) -> None:
+    svc = _service(server)
+    try:
+        kind, value = parse_target(target, nicklen=server.settings.nicklen)
+    except BanError as exc:
+        _fail(conn, "INVALID_TARGET", str(exc))
+        return
+    now = time.time()
+    record = svc.bans.get(kind, value)
+    if record is None or record.expired(now):
+        # Maybe it is an online nickname or address: say which ban would catch it.
+        other = server.state.find_nick(target)
+        hit = None
+        if other is not None:
+            hit = svc.bans.match(now, ip=other.ip, nick=other.nick, account=other.account)
+        if hit is None:
+            _fail(conn, "NO_SUCH_BAN", f"No ban on {format_target(kind, value)}")
+            return
+        record = hit
+    _note(server, conn, f"Ban: {_describe(record, now)}")
+
+
+COMMANDS: dict[str, Command] = {
+    "KILL": Command(kill, min_params=1, admin=True),
+    "UBAN": Command(uban, min_params=1, admin=True),
+}
