@@ -118,14 +118,15 @@ class IrcClient:
         return True
 
     def expect(
-        self, command: str, *params: str, timeout: float = 5.0,
+        self, command: str | tuple[str, ...], *params: str, timeout: float = 5.0,
         where: Callable[[Message], bool] | None = None,
     ) -> Message:
-        """Wait for a line with ``command`` whose first params equal ``params``."""
+        """Wait for a line with ``command`` (or one of them) whose first params are ``params``."""
+        commands = (command,) if isinstance(command, str) else command
         deadline = time.monotonic() + timeout
         while True:
             for i, msg in enumerate(self.pending):
-                if msg.command == command and tuple(msg.params[: len(params)]) == params and (
+                if msg.command in commands and tuple(msg.params[: len(params)]) == params and (
                     where is None or where(msg)
                 ):
                     del self.pending[: i + 1]
@@ -300,3 +301,38 @@ def run_chaton(
         chaton_command(*args), input=input, capture_output=True, text=True, timeout=timeout,
         cwd=REPO,
     )
+
+
+def add_account(settings: Settings, name: str, password: str, *, admin: bool = False) -> None:
+    """Register an account in the server's database file, as ``chaton account add`` would."""
+    from chaton.passwords import Passwords
+    from chaton.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with Store(settings.db_file) as store:
+        store.add_account(name, Passwords(settings).hash(password), "admin" if admin else "user")
+
+
+def sasl_payload(account: str, password: str) -> list[str]:
+    """AUTHENTICATE lines for SASL PLAIN, split in 400-byte chunks as the spec says."""
+    import base64
+
+    data = base64.b64encode(f"{account}\0{account}\0{password}".encode()).decode()
+    chunks = [data[i : i + 400] for i in range(0, len(data), 400)]
+    if len(chunks[-1]) == 400:
+        chunks.append("+")
+    return [f"AUTHENTICATE {c}" for c in chunks]
+
+
+def sasl_login(c: IrcClient, nick: str, account: str, password: str) -> Message:
+    """Register ``c`` logging in with SASL PLAIN; return the 903 or 904 reply."""
+    c.send("CAP LS 302")
+    c.send("CAP REQ :sasl")
+    c.send(f"NICK {nick}")
+    c.send("USER u 0 * :u")
+    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    for line in sasl_payload(account, password):
+        c.send(line)
+    return c.expect(("903", "904"))

@@ -29,6 +29,7 @@ from chaton.protocol.names import casefold
 from chaton.server.bans import BanList, ban_message
 from chaton.server.commands import Command
 from chaton.server.throttle import SlidingWindowCounter
+from chaton.server.writer import StoreWriter
 from chaton.store import Account, AuditEntry, BanRecord, Store, StoreError
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class AccountService:
     def __init__(self, server: ChatServer, store: Store) -> None:
         s = server.settings
         self.server = server
-        self.store = store
+        self.store = store  # reads on the loop (WAL: never blocked by the writer)
+        self.writer = StoreWriter(store.path)  # every write, off the loop
         self.passwords = Passwords(s)
         self.pool = HashPool(s)
         self.bans = BanList.load(store, time.time())
@@ -67,6 +69,7 @@ class AccountService:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+        self.writer.close()
         self.store.close()
 
     # --- hooks called by the server core ---------------------------------------------------
@@ -109,6 +112,8 @@ class AccountService:
             owner = None
         if owner is None:
             return True
+        if not conn.registered:
+            conn.wanted_nick = nick  # taken up by itself after a login to that account
         hint = LOGIN_HINT.format(nick=owner.name)
         conn.send_msg("FAIL", "NICK", "ACCOUNT_REQUIRED", nick,
                       f"Nickname {nick} is registered; {hint}")
@@ -185,17 +190,14 @@ class AccountService:
         self.failed_by_account.reset(key)
         if rehash:
             await self._rehash(account, password)
-        try:
-            self.store.touch_login(account.name, time.time())
-        except StoreError:
-            log.exception("store-error")
+        self.writer.submit("touch_login", account.name, time.time())
         return account
 
     async def _rehash(self, account: Account, password: str) -> None:
         """Store a hash with the current argon2 parameters (they changed since the last one)."""
         try:
             new_hash = await self.pool.run(self.passwords.hash, password)
-            self.store.set_password_hash(account.name, new_hash)
+            await self.writer.run("set_password_hash", account.name, new_hash)
             log.info("rehashed password of account=%s with current parameters", account.name)
         except (HashPoolBusy, StoreError):
             log.warning("rehash postponed for account=%s", account.name)
@@ -248,11 +250,15 @@ class AccountService:
             action=action, target=target, reason=reason, source_ip=conn.ip,
         )
 
-    def record_admin_action(self, conn: Connection, action: str, target: str, reason: str) -> None:
+    async def record_admin_action(
+        self, conn: Connection, action: str, target: str, reason: str
+    ) -> None:
         """Commit an audit line, then tell the admins online (KICK, KILL, OPER...)."""
         entry = self.audit_entry(conn, action, target, reason)
-        self.store.audit(entry.actor, entry.action, entry.target, entry.reason, entry.source_ip,
-                         at=entry.at)
+        await self.writer.run(
+            "audit", entry.actor, entry.action, entry.target, entry.reason, entry.source_ip,
+            at=entry.at,
+        )
         self.announce(entry)
 
     def announce(self, entry: AuditEntry) -> None:
@@ -324,6 +330,13 @@ async def _sasl_plain(svc: AccountService, conn: Connection, payload: str) -> No
         return
     if not svc.log_in(conn, account):
         return
+    wanted = conn.wanted_nick
+    if (
+        not conn.registered and conn.nick is None and wanted is not None
+        and casefold(wanted) == casefold(account.name)
+        and not svc.server.state.nick_taken(wanted, conn)
+    ):
+        conn.nick = wanted
     mask = f"{conn.name}!{conn.user or '*'}@{conn.host}"
     conn.numeric(num.RPL_LOGGEDIN, mask, account.name, f"You are now logged in as {account.name}")
     conn.numeric(num.RPL_SASLSUCCESS, "SASL authentication successful")
@@ -346,7 +359,7 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
         return
     conn.is_admin = True
     conn.oper_account = account.name
-    svc.record_admin_action(conn, "oper", conn.name, "")
+    await svc.record_admin_action(conn, "oper", conn.name, "")
     conn.numeric(num.RPL_YOUREOPER, "You are now an IRC operator")
     conn.send_msg("MODE", conn.name, "+o", source=conn.name)
 

@@ -56,10 +56,13 @@ def kill(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
         conn.numeric(num.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
         return None
     reason = msg.param(1)[: server.settings.kicklen] or "No reason given"
-    _service(server).record_admin_action(conn, "kill", victim.name, reason)
+    return _kill(server, conn, victim, reason)
+
+
+async def _kill(server: ChatServer, conn: Connection, victim: Connection, reason: str) -> None:
+    await _service(server).record_admin_action(conn, "kill", victim.name, reason)
     victim.quit(f"Killed by {conn.name}: {reason}")
     _note(server, conn, f"Killed {victim.name}: {reason}")
-    return None
 
 
 # UBAN ADD <target> [DURATION <duration>] [FORCE] [REASON...]
@@ -76,9 +79,9 @@ def uban(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     elif not args:
         _fail(conn, "NEED_MORE_PARAMS", f"UBAN {sub} needs a target")
     elif sub == "ADD":
-        _uban_add(server, conn, args)
+        return _uban_add(server, conn, args)
     elif sub == "DEL":
-        _uban_del(server, conn, args[0])
+        return _uban_del(server, conn, args[0])
     else:
         _uban_info(server, conn, args[0])
     return None
@@ -112,7 +115,7 @@ def _needs_force(conn: Connection, kind: BanKind, value: str, svc: AccountServic
     return None
 
 
-def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> None:
+async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> None:
     svc = _service(server)
     try:
         kind, value = parse_target(args[0], nicklen=server.settings.nicklen)
@@ -144,7 +147,7 @@ def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> None:
         for k, v in targets:
             record = BanRecord(k.value, v, reason, actor, now, expires)
             entry = svc.audit_entry(conn, "ban.add", format_target(k, v), reason)
-            records.append(svc.store.add_ban(record, audit=entry))
+            records.append(await svc.writer.run("add_ban", record, audit=entry))
             svc.bans.add(record)
             svc.announce(entry)
         svc.bans.version = svc.store.bans_version()
@@ -160,7 +163,7 @@ def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> None:
     _note(server, conn, f"Banned {names} {lasting}{gone}{skipped_ip}")
 
 
-def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
+async def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
     svc = _service(server)
     try:
         kind, value = parse_target(target, nicklen=server.settings.nicklen)
@@ -169,7 +172,7 @@ def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
         return
     entry = svc.audit_entry(conn, "ban.del", format_target(kind, value), "")
     try:
-        removed = svc.store.delete_ban(kind.value, value, audit=entry)
+        removed = await svc.writer.run("delete_ban", kind.value, value, audit=entry)
     except StoreError as exc:
         _fail(conn, "STORE_ERROR", f"Ban not removed: {exc}")
         return

@@ -101,6 +101,7 @@ class Connection(asyncio.Protocol):
         self.channels: dict[str, Channel] = {}
         self.signon = time.time()
         self.pass_login: tuple[str, str] | None = None
+        self.wanted_nick: str | None = None  # a reserved nick refused before login
         self.sasl_buffer: list[str] | None = None
         # input side
         self._framer = server.new_line_buffer()

@@ -118,8 +118,9 @@ def pass_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
     if conn.registered:
         conn.numeric(num.ERR_ALREADYREGISTERED, "You may not reregister")
         return None
-    account, sep, password = msg.params[0].partition(":")
-    conn.pass_login = (account, password) if sep and account else ("", msg.params[0])
+    secret = " ".join(msg.params)  # a password with spaces sent without a ':' prefix
+    account, sep, password = secret.partition(":")
+    conn.pass_login = (account, password) if sep and account else ("", secret)
     return None
 
 

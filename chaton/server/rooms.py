@@ -232,22 +232,33 @@ def kick_from(server: ChatServer, room: Channel, victim: Connection, by: str, re
     server.state.part(victim, room)
 
 
-# KICK <channel> <user> [<comment>]   (admins only)
+# KICK <channel> <user> [<comment>]   (admins only; audited before it happens)
 def kick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
     room = server.state.find_channel(msg.params[0])
     if room is None:
         conn.numeric(num.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return None
     reason = (msg.param(2) or conn.name)[: server.settings.kicklen]
+    victims = []
     for nick in msg.params[1].split(","):
         victim = server.state.find_nick(nick)
         if victim is None or victim not in room.members:
             conn.numeric(num.ERR_USERNOTINCHANNEL, nick, room.name, "They aren't on that channel")
-            continue
+        else:
+            victims.append(victim)
+    return _kick(server, conn, room, victims, reason) if victims else None
+
+
+async def _kick(
+    server: ChatServer, conn: Connection, room: Channel, victims: list[Connection], reason: str
+) -> None:
+    for victim in victims:
         if server.accounts is not None:
-            server.accounts.record_admin_action(conn, "kick", f"{room.name} {victim.name}", reason)
-        kick_from(server, room, victim, conn.source, reason)
-    return None
+            await server.accounts.record_admin_action(
+                conn, "kick", f"{room.name} {victim.name}", reason
+            )
+        if victim in room.members:
+            kick_from(server, room, victim, conn.source, reason)
 
 
 COMMANDS: dict[str, Command] = {
