@@ -11,6 +11,11 @@ Invariants:
   account; the name as first registered is kept for display.
 - The audit table is append-only: triggers abort any UPDATE or DELETE on it.
 - Password hashes are stored, never passwords; neither appears in a repr, message or log.
+- ``meta.bans_version`` is bumped by triggers on every INSERT/UPDATE/DELETE of ``bans``, inside
+  the writing transaction, whoever the writer is. A process that caches bans compares
+  :meth:`Store.bans_version` with the value it read *before* loading them and reloads when it
+  differs. (``PRAGMA data_version`` was not used: it ignores the reading connection's own
+  writes and changes on any table, e.g. every login's ``last_login``.)
 - One ``Store`` is one connection. The server uses it from the event loop thread only
   (``check_same_thread=False`` merely allows it to be created elsewhere); the CLI may open its
   own ``Store`` on the same file concurrently thanks to WAL and ``busy_timeout``.
@@ -139,6 +144,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     ),
+    # 2 -> 3: a counter that every change to ``bans`` bumps, so a running server can notice
+    # bans added or lifted by another process (the offline CLI) with one cheap read.
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO meta (key, value) VALUES ('bans_version', 0)",
+        """CREATE TRIGGER bans_version_insert AFTER INSERT ON bans
+           BEGIN UPDATE meta SET value = value + 1 WHERE key = 'bans_version'; END""",
+        """CREATE TRIGGER bans_version_update AFTER UPDATE ON bans
+           BEGIN UPDATE meta SET value = value + 1 WHERE key = 'bans_version'; END""",
+        """CREATE TRIGGER bans_version_delete AFTER DELETE ON bans
+           BEGIN UPDATE meta SET value = value + 1 WHERE key = 'bans_version'; END""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -206,14 +223,19 @@ class Store:
         db = self._conn()
         if db.in_transaction:
             raise StoreError("nested write transaction")
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            # Locked past busy_timeout, disk full, read-only file...: one exception type
+            # for callers, and nothing was committed.
+            raise StoreError(f"cannot write to {self.path}: {exc}") from None
 
     def _migrate(self) -> None:
         db = self._conn()
@@ -393,6 +415,17 @@ class Store:
             params = (now,)
         rows = self._conn().execute(sql + " ORDER BY created, id", params).fetchall()
         return [BanRecord(*row) for row in rows]
+
+    def bans_version(self) -> int:
+        """A counter that changes whenever any connection commits a change to the bans.
+
+        One indexed read, cheap enough to poll every few seconds. Read it *before*
+        :meth:`list_bans` so a change racing the load is seen at the next poll.
+        """
+        row = self._conn().execute(
+            "SELECT value FROM meta WHERE key = 'bans_version'"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def purge_expired(self, now: float, *, audit: AuditEntry | None = None) -> int:
         """Delete the bans that expired at or before ``now``; returns how many."""

@@ -79,6 +79,8 @@ class ChatServer:
 
     async def close(self, reason: str = "Server shutting down") -> None:
         """Stop listening, say ``ERROR`` to every client, wait briefly for them to go."""
+        if self._closed.is_set():
+            return
         for server in self._servers:
             server.close()
         if self._sweeper is not None:
@@ -96,6 +98,7 @@ class ChatServer:
             if close is not None:
                 close()
         self._closed.set()
+        log.info("closed: %d connections remained at the end", len(self.connections))
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
