@@ -69,13 +69,18 @@ class ChatServer:
     async def start(self) -> list[tuple[str, int]]:
         """Listen; return the bound (host, port) pairs (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
-        hosts: str | list[str] = [h.strip() for h in self.settings.host.split(",") if h.strip()]
-        server = await loop.create_server(
-            lambda: Connection(self), hosts, self.settings.port, reuse_address=True, backlog=1024
-        )
-        self._servers.append(server)
+        hosts = [h.strip() for h in self.settings.host.split(",") if h.strip()]
+        port = self.settings.port
+        bound: list[tuple[str, int]] = []
+        for host in hosts:  # one port for all addresses, even when port 0 picks it
+            server = await loop.create_server(
+                lambda: Connection(self), host, port, reuse_address=True, backlog=1024
+            )
+            self._servers.append(server)
+            bound += [s.getsockname()[:2] for s in server.sockets]
+            port = bound[0][1]
         self._sweeper = asyncio.create_task(self._sweep_forever())
-        return [s.getsockname()[:2] for s in server.sockets]
+        return bound
 
     async def close(self, reason: str = "Server shutting down") -> None:
         """Stop listening, say ``ERROR`` to every client, wait briefly for them to go."""
