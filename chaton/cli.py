@@ -115,9 +115,11 @@ def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _add_connect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from chaton import client
-
-    if not hasattr(client, "add_arguments"):  # pragma: no cover - client not built yet
+    try:
+        from chaton import client
+    except ImportError:  # pragma: no cover - a server-only install without the client
+        return
+    if not hasattr(client, "add_arguments"):  # pragma: no cover
         return
     p = sub.add_parser(
         "connect",
