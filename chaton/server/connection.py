@@ -71,6 +71,46 @@ def peer_ip(transport: asyncio.BaseTransport) -> str:
 class Connection(asyncio.Protocol):
     """A client connection and everything the server knows about it."""
 
+    # Slots: a thousand idle clients should cost kilobytes each, not a dict apiece.
+    __slots__ = (
+        "_bucket",
+        "_busy",
+        "_dirty",
+        "_framer",
+        "_inbox",
+        "_out",
+        "_out_bytes",
+        "_wakeup",
+        "account",
+        "away",
+        "cap_negotiating",
+        "caps",
+        "channels",
+        "close_reason",
+        "closing",
+        "connected_at",
+        "ip",
+        "is_admin",
+        "last_active",
+        "nick",
+        "oper_account",
+        "pass_login",
+        "ping_sent_at",
+        "realname",
+        "refusal",
+        "registered",
+        "sasl_buffer",
+        "server",
+        "signon",
+        "tag_mode",
+        "tls",
+        "tls_ready",
+        "transport",
+        "user",
+        "user_modes",
+        "wanted_nick",
+    )
+
     def __init__(self, server: ChatServer) -> None:
         self.server = server
         s = server.settings

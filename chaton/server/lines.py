@@ -88,6 +88,8 @@ class Outgoing:
         return line
 
     def send_to(self, conns: Iterable[Connection], skip: Connection | None = None) -> None:
+        """Queue the message to every connection but ``skip`` (the hot loop of fan-out)."""
+        lines = self._lines
         for conn in conns:
             if conn is not skip:
-                conn.send(self.line_for(conn))
+                conn.send(lines[conn.tag_mode] or self.line_for(conn))
