@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from chaton import __version__, certs
@@ -53,6 +53,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with settings")
     p.add_argument("--cert-host", action="append", metavar="NAME|IP",
                    help="extra host name for a first-run certificate (repeatable)")
+    p.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="event loop: uvloop when installed (pip install 'chaton[fast]'), "
+                   "else asyncio's (default: auto)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=_run_serve)
 
@@ -100,7 +103,24 @@ def _run_serve(args: argparse.Namespace) -> int:
         for line in certs.describe(made).splitlines():
             if line.strip():
                 log.info("  %s", line)
-    return asyncio.run(serve(settings))
+    factory = _loop_factory(args.event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve(settings))
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop if asked for or available (``auto``); None means asyncio's default loop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("--event-loop uvloop: uvloop is not installed "
+                              "(pip install 'chaton[fast]')") from None
+        return None
+    log.info("event loop: uvloop %s", uvloop.__version__)
+    return uvloop.new_event_loop
 
 
 def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
