@@ -1,0 +1,249 @@
+"""The chaton terminal client (``chaton connect``): TLS-only IRC for people and scripts.
+
+:func:`add_arguments` and :func:`run` are what ``chaton connect`` wires up; ``python -m
+chaton.client`` runs the same thing on its own. At a terminal the client is interactive
+(prompt_toolkit, hidden password questions); with stdin or stdout redirected it reads lines
+from stdin and prints one line per event, for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from chaton.client.connection import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ClientExit,
+    Endpoint,
+    open_tls,
+    parse_endpoint,
+)
+from chaton.client.session import NICK_MAX, Login, Reconnect, Session, nick_rules
+from chaton.client.ui import PipeUI, TerminalUI, UserInterface, local_line
+from chaton.protocol.names import valid_nick
+
+__all__ = ["DEFAULT_CAFILE", "add_arguments", "main", "run"]
+
+#: Used as ``--cafile`` when it exists (where ``chaton serve`` puts its CA).
+DEFAULT_CAFILE = Path("certs/ca.pem")
+#: Reconnects allowed to log in during CAP negotiation (see chaton.client.session).
+MAX_RECONNECTS = 2
+
+_DESCRIPTION = """\
+Connect to a chaton server over TLS and chat. At a terminal you get a prompt showing the
+current room; type /help there for the commands. With stdin or stdout redirected, every line
+read from stdin is sent as if typed and every event is printed as one line (for scripts).
+The server's certificate is always verified, against a CA (--cafile, by default
+certs/ca.pem if present, else the system's trusted CAs) or a pinned --fingerprint.
+"""
+
+_EPILOG = """\
+examples:
+  chaton connect                                  127.0.0.1:5555, asks for a nickname
+  chaton connect chat.example.org:6697 --nick alice --cafile ca.pem
+  chaton connect [::1]:5555 --join '#dev,#ops'
+  chaton connect 10.0.0.5 --server-name chaton.local     certificate is for chaton.local
+  chaton connect --fingerprint 3A:91:...:0F               pin the server certificate
+  printf 'secret\\nhello\\n' | chaton connect --nick alice --password-stdin
+  echo '/msg bob deploy done' | chaton connect --nick ci-bot
+
+passwords are never accepted on the command line: registered nicknames are asked for their
+password at the terminal (hidden), or read from the first stdin line with --password-stdin.
+
+exit status: 0 after /quit or end of input, 1 connection failed, lost or closed by the
+server (ERROR, banned), 2 bad arguments, 3 TLS certificate check failed, 4 login failed or
+nickname unavailable without a terminal.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``connect`` options to ``parser`` (description and epilog included)."""
+    parser.description = _DESCRIPTION
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "server",
+        nargs="?",
+        default="127.0.0.1:5555",
+        metavar="HOST[:PORT]",
+        help="server address (default 127.0.0.1:5555; IPv6 as [::1]:5555 or ::1)",
+    )
+    parser.add_argument(
+        "--cafile",
+        type=Path,
+        metavar="PEM",
+        help="CA certificate(s) to trust (default: certs/ca.pem if it exists, "
+        "else the system store)",
+    )
+    parser.add_argument(
+        "--fingerprint",
+        metavar="SHA256",
+        help="trust exactly the server certificate with this SHA-256 fingerprint "
+        "(hex, colons optional) instead of a CA and host name",
+    )
+    parser.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="name the certificate must hold (and SNI), when it differs from HOST",
+    )
+    parser.add_argument("--nick", help="nickname (asked for at a terminal if omitted)")
+    parser.add_argument(
+        "--join",
+        default="#general",
+        metavar="ROOM",
+        help="room(s) to join, comma-separated (default #general; '' for none)",
+    )
+    parser.add_argument(
+        "--account",
+        metavar="NAME",
+        help="account to log in to (default: the nickname)",
+    )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the account password from the first line of stdin and log in (SASL)",
+    )
+
+
+def _rooms(text: str) -> tuple[str, ...]:
+    rooms = []
+    for name in text.split(","):
+        name = name.strip()
+        if name:
+            rooms.append(name if name.startswith("#") else "#" + name)
+    return tuple(rooms)
+
+
+def _read_password(tty: bool) -> str:
+    """The first stdin line, read byte by byte from the descriptor so that nothing after
+    it is swallowed by a buffer (the rest of stdin is read from the descriptor as well)."""
+    if tty:
+        return getpass.getpass("Password: ")
+    fd = sys.stdin.fileno()
+    line = bytearray()
+    while len(line) < 8192:
+        byte = os.read(fd, 1)
+        if not byte or byte == b"\n":
+            break
+        line += byte
+    return line.decode("utf-8", "replace").rstrip("\r")
+
+
+async def _ask_nick(ui: UserInterface) -> str:
+    question = "Choose a nickname: "
+    while True:
+        answer = await ui.ask(question)
+        if answer is None:
+            raise ClientExit(EXIT_OK)
+        nick = answer.strip()
+        if valid_nick(nick, NICK_MAX):
+            return nick
+        question = f"A nickname has {nick_rules()}. Choose a nickname: "
+
+
+async def _connect_and_chat(
+    args: argparse.Namespace,
+    endpoint: Endpoint,
+    cafile: Path | None,
+    ui: UserInterface,
+    password: str | None,
+) -> int:
+    nick: str = args.nick or await _ask_nick(ui)
+    login = Login(args.account or nick, password) if password is not None else None
+    rooms = _rooms(args.join)
+    for _ in range(MAX_RECONNECTS + 1):
+        reader, writer = await open_tls(endpoint, cafile=cafile, fingerprint=args.fingerprint)
+        obj = writer.get_extra_info("ssl_object")
+        how = f"pinned {args.fingerprint[:11]}..." if args.fingerprint else "verified"
+        version = obj.version() if obj is not None else "TLS"
+        ui.show(local_line(f"connected to {endpoint} ({version}, certificate {how})"))
+        session = Session(
+            ui=ui, writer=writer, nick=nick, rooms=rooms, login=login, account=args.account
+        )
+        result = await session.run(reader)
+        if not isinstance(result, Reconnect):
+            return result
+        nick, login, rooms = result.nick, result.login, result.rooms
+    raise ClientExit(EXIT_ERROR, "could not log in after reconnecting; giving up")
+
+
+async def _amain(
+    args: argparse.Namespace,
+    endpoint: Endpoint,
+    cafile: Path | None,
+    interactive: bool,
+    password: str | None,
+) -> int:
+    ui: UserInterface = TerminalUI() if interactive else PipeUI()
+    try:
+        return await _connect_and_chat(args, endpoint, cafile, ui, password)
+    finally:
+        ui.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the client with parsed ``args``; return the process exit status."""
+    with _stdout_tolerant():
+        try:
+            return _run(args)
+        except ClientExit as exc:
+            if exc.message:
+                print(f"chaton: {exc.message}", file=sys.stderr, flush=True)
+            return exc.code
+        except KeyboardInterrupt:
+            print("", file=sys.stderr)
+            return 130
+
+
+class _stdout_tolerant:
+    """Never die on characters the terminal's encoding lacks (replace them instead)."""
+
+    def __enter__(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="replace")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        endpoint = parse_endpoint(args.server, args.server_name)
+    except ValueError as exc:
+        raise ClientExit(EXIT_USAGE, str(exc)) from None
+    cafile: Path | None = args.cafile
+    if cafile is None and DEFAULT_CAFILE.is_file():
+        cafile = DEFAULT_CAFILE
+    if cafile is not None and not cafile.is_file():
+        raise ClientExit(EXIT_USAGE, f"--cafile: {cafile} does not exist")
+    if args.nick is not None and not valid_nick(args.nick, NICK_MAX):
+        raise ClientExit(EXIT_USAGE, f"--nick: a nickname has {nick_rules()}")
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not interactive and not args.nick:
+        raise ClientExit(EXIT_USAGE, "--nick is required when stdin or stdout is not a terminal")
+    password: str | None = None
+    if args.password_stdin:
+        password = _read_password(sys.stdin.isatty())
+        if not password:
+            raise ClientExit(EXIT_USAGE, "--password-stdin: the first line of stdin was empty")
+    if not interactive:
+        return asyncio.run(_amain(args, endpoint, cafile, False, password))
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    with patch_stdout():
+        return asyncio.run(_amain(args, endpoint, cafile, True, password))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m chaton.client``: parse ``argv`` and run."""
+    parser = argparse.ArgumentParser(prog="chaton connect")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
