@@ -198,12 +198,17 @@ class IrcClient:
 class RunningServer:
     """A ChatServer on its own loop in a thread, reachable over real TLS."""
 
-    def __init__(self, settings: Settings, certs: CertFiles) -> None:
+    def __init__(self, settings: Settings, certs: CertFiles, *, loop: str = "asyncio") -> None:
         self.settings = settings
         self.certs = certs
         self.ca_file = certs.ca_file
         self.host = settings.host.split(",")[0]
-        self.loop = asyncio.new_event_loop()
+        if loop == "uvloop":
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.clients: list[IrcClient] = []
@@ -273,8 +278,8 @@ def start_server(tmp_path: Path, certs: CertFiles) -> Iterator[Callable[..., Run
     """Start servers with setting overrides; all are stopped at the end of the test."""
     started: list[RunningServer] = []
 
-    def start(**overrides: Any) -> RunningServer:
-        srv = RunningServer(make_settings(tmp_path, certs, **overrides), certs)
+    def start(*, loop: str = "asyncio", **overrides: Any) -> RunningServer:
+        srv = RunningServer(make_settings(tmp_path, certs, **overrides), certs, loop=loop)
         started.append(srv)
         return srv
 

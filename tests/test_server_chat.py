@@ -283,3 +283,13 @@ def test_shutdown_sends_error_to_every_client(server: RunningServer) -> None:
     for c in (a, b):
         lines = c.wait_closed()
         assert any(m.command == "ERROR" and "shutting down" in m.params[0] for m in lines)
+
+
+def test_uvloop_serves_the_same_conversation(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(loop="uvloop")
+    alice = server.client("alice").join("#general")
+    bob = server.client("bob").join("#general")
+    alice.send("PRIVMSG #general :over uvloop")
+    assert bob.expect("PRIVMSG", "#general").params[1] == "over uvloop"
+    alice.send("PRIVMSG bob :private")
+    assert bob.expect("PRIVMSG", "bob").params[1] == "private"
