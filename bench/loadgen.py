@@ -1,0 +1,516 @@
+"""The load generator's IRC client: many of them on one event loop, over verified TLS.
+
+Invariants:
+- Every wait has a deadline; a client that cannot finish a step raises instead of hanging.
+- Bench messages carry their send time: ``PRIVMSG <target> :b <sender> <seq> <perf_counter_ns>``.
+  A receiver records ``now - t`` into the shared :class:`Recorder` without a full parse (the
+  generator is often the bottleneck); every other line goes through :func:`parse`.
+- A sender keeps at most ``window`` messages unconfirmed: after each ``window`` messages it
+  sends a ``PING`` and waits for the ``PONG``, so it measures the server, not kernel buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+import time
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from chaton.protocol.message import (
+    LINE_TOO_LONG,
+    LineBuffer,
+    Message,
+    ProtocolError,
+    parse,
+    serialize,
+)
+
+__all__ = [
+    "BenchError",
+    "ConnectResult",
+    "IrcClient",
+    "Recorder",
+    "Target",
+    "close_all",
+    "connect_many",
+    "listen_drops",
+    "percentile",
+    "send_messages",
+    "server_errors",
+    "sync",
+]
+
+_MAX_LINE = 16384  # generous: NAMES replies of a 1000-member room arrive as many such lines
+_SASL_FAIL = frozenset({"902", "904", "905", "906"})
+_NICK_FAIL = frozenset({"431", "432", "433", "436", "437"})
+
+
+class BenchError(Exception):
+    """A step of a scenario failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the server under test listens and how to verify it."""
+
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext
+    server_hostname: str = "localhost"
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> int:
+    """Nearest-rank percentile (``q`` in 0..100) of an already sorted sequence; 0 if empty."""
+    if not sorted_values:
+        return 0
+    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil(n * q / 100), at least 1
+    return sorted_values[min(len(sorted_values), int(rank)) - 1]
+
+
+class Recorder:
+    """Delivery latencies of bench messages, shared by every receiver of a scenario."""
+
+    __slots__ = (
+        "_event", "_lag_waiters", "_next_wake", "count", "expected", "issued", "latency_ns",
+        "sent_ns",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.latency_ns = array("q")
+        self.sent_ns = array("q")
+        self.count = 0  # deliveries received
+        self.expected = 0  # deliveries :meth:`wait` waits for
+        self.issued = 0  # deliveries the messages sent so far will cause
+        self._event = asyncio.Event()
+        self._lag_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._next_wake = 1 << 62
+
+    def expect(self, total: int) -> None:
+        """Raise the number of deliveries :meth:`wait` waits for to ``total``."""
+        self.expected = total
+        if self.count >= total:
+            self._event.set()
+        else:
+            self._event.clear()
+
+    def add(self, sent_ns: int, now_ns: int) -> None:
+        self.latency_ns.append(now_ns - sent_ns)
+        self.sent_ns.append(sent_ns)
+        self.count += 1
+        if self.count >= self.expected:
+            self._event.set()
+        if self.count >= self._next_wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiting = []
+        for threshold, fut in self._lag_waiters:
+            if threshold <= self.count:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                waiting.append((threshold, fut))
+        self._lag_waiters = waiting
+        self._next_wake = min((t for t, _ in waiting), default=1 << 62)
+
+    async def caught_up(self, max_lag: int, timeout: float) -> None:
+        """Wait until at most ``max_lag`` of the :attr:`issued` deliveries are outstanding."""
+        threshold = self.issued - max_lag
+        if self.count >= threshold:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lag_waiters.append((threshold, fut))
+        self._next_wake = min(self._next_wake, threshold)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise BenchError(
+                f"receivers stalled: {self.count:,} of {self.issued:,} deliveries arrived"
+            ) from None
+
+    async def wait(self, *, timeout: float, stall: float) -> bool:
+        """Wait until the expected count arrived; False after ``timeout`` or ``stall`` idle s."""
+        deadline = time.monotonic() + timeout
+        last, last_change = self.count, time.monotonic()
+        while not self._event.is_set():
+            now = time.monotonic()
+            if self.count != last:
+                last, last_change = self.count, now
+            if now >= deadline or now - last_change >= stall:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), min(0.2, deadline - now))
+        return True
+
+    def latencies(self, sent_from: int | None = None, sent_to: int | None = None) -> list[int]:
+        """Sorted latencies (ns), optionally only of messages sent in ``[sent_from, sent_to]``."""
+        if sent_from is None and sent_to is None:
+            return sorted(self.latency_ns)
+        lo = sent_from if sent_from is not None else -(1 << 62)
+        hi = sent_to if sent_to is not None else 1 << 62
+        return sorted(
+            lat for lat, t in zip(self.latency_ns, self.sent_ns, strict=True) if lo <= t <= hi
+        )
+
+
+class IrcClient(asyncio.Protocol):
+    """One IRC connection driven by the generator: registration, SASL, JOIN, PING windows."""
+
+    def __init__(self, nick: str, recorder: Recorder | None = None) -> None:
+        self.nick = nick
+        self.recorder = recorder
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.error: str | None = None  # text of an ERROR line, or why the connection dropped
+        self.numerics: Counter[str] = Counter()  # 4xx/5xx replies seen (unexpected in a bench)
+        self.caps: set[str] = set()
+        self._buf = LineBuffer(_MAX_LINE)
+        self._waiters: dict[str, asyncio.Future[object]] = {}
+        self._ping_seq = 0
+        self._closing = False
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; don't check the type.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        reason = self.error or (f"connection lost: {exc}" if exc else "connection closed")
+        if not self._closing:
+            self.numerics["dropped: " + reason[:60]] += 1
+        self._fail_all(BenchError(f"{self.nick}: {reason}"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        recorder = self.recorder
+        for line in self._buf.feed(data):
+            if line is LINE_TOO_LONG:
+                self.numerics["line-too-long"] += 1
+                continue
+            assert isinstance(line, bytes)
+            # Fast path for ":src PRIVMSG target :b <sender> <seq> <t>".
+            i = line.find(b" :b ")
+            if i > 0 and recorder is not None and line[0] == 58 and b" PRIVMSG " in line[:i]:
+                try:
+                    recorder.add(int(line[i + 4 :].split(b" ")[2]), now)
+                except (IndexError, ValueError):
+                    self.numerics["bad-bench-line"] += 1
+                continue
+            self._control(line)
+
+    # --- incoming control lines ----------------------------------------------------------
+    def _control(self, raw: bytes) -> None:
+        try:
+            msg = parse(raw.decode("utf-8", "replace"))
+        except ProtocolError:
+            self.numerics["unparsable"] += 1
+            return
+        cmd = msg.command
+        if cmd == "PING":
+            self.send("PONG", *msg.params)
+        elif cmd == "PONG":
+            self._resolve("pong:" + msg.param(len(msg.params) - 1), True)
+        elif cmd == "001":
+            self._resolve("welcome", True)
+        elif cmd == "366":
+            self._resolve("joined:" + msg.param(1).lower(), True)
+        elif cmd == "CAP":
+            self._cap(msg)
+        elif cmd == "AUTHENTICATE":
+            self._resolve("authenticate", msg.param(0))
+        elif cmd == "903":
+            self._resolve("sasl", True)
+        elif cmd in _SASL_FAIL:
+            self._reject("sasl", f"SASL failed: {cmd} {msg.param(len(msg.params) - 1)}")
+        elif cmd in _NICK_FAIL:
+            self.numerics[cmd] += 1
+            self._reject("welcome", f"nickname refused: {cmd} {msg.param(len(msg.params) - 1)}")
+        elif cmd == "FAIL":
+            self.numerics[f"FAIL {msg.param(0)} {msg.param(1)}"] += 1
+        elif cmd in ("421", "451"):  # unknown / not allowed yet: what we wait for won't come
+            self.numerics[cmd] += 1
+            why = "does not know" if cmd == "421" else "refuses before registration"
+            self._fail_all(BenchError(f"{self.nick}: the server {why} {msg.param(1)}"))
+        elif cmd == "ERROR":
+            self.error = f"ERROR {msg.param(0)}"
+            self._fail_all(BenchError(f"{self.nick}: {self.error}"))
+        elif len(cmd) == 3 and cmd[0] in "45":
+            self.numerics[cmd] += 1
+
+    def _cap(self, msg: Message) -> None:
+        sub = msg.param(1).upper()
+        if sub == "LS":
+            more = len(msg.params) > 3 and msg.params[2] == "*"
+            self.caps.update(c.split("=", 1)[0] for c in msg.params[-1].split())
+            if not more:
+                self._resolve("cap-ls", True)
+        elif sub == "ACK":
+            self._resolve("cap-req", True)
+        elif sub == "NAK":
+            self._reject("cap-req", f"CAP REQ refused: {msg.params[-1]}")
+
+    # --- waiters ---------------------------------------------------------------------------
+    def _want(self, key: str) -> asyncio.Future[object]:
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if self.closed:
+            fut.set_exception(BenchError(f"{self.nick}: {self.error or 'connection closed'}"))
+        self._waiters[key] = fut
+        return fut
+
+    def _resolve(self, key: str, value: object) -> None:
+        fut = self._waiters.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(value)
+
+    def _reject(self, key: str, why: str) -> None:
+        fut = self._waiters.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(BenchError(f"{self.nick}: {why}"))
+
+    def _fail_all(self, exc: Exception) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for fut in waiters.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def _await(self, fut: asyncio.Future[object], what: str, timeout: float) -> object:
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise BenchError(f"{self.nick}: no answer to {what} within {timeout:g}s") from None
+
+    # --- outgoing --------------------------------------------------------------------------
+    def send(self, command: str, *params: str) -> None:
+        """Write one message (dropped silently if the connection is gone)."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(serialize(Message(command, params)).encode() + b"\r\n")
+
+    async def register(self, timeout: float) -> None:
+        """Plain registration: ``NICK``/``USER``, then wait for ``001``."""
+        welcome = self._want("welcome")
+        self.send("NICK", self.nick)
+        self.send("USER", self.nick, "0", "*", "chaton bench")
+        await self._await(welcome, "NICK/USER", timeout)
+
+    async def register_sasl(self, account: str, password: str, timeout: float) -> None:
+        """``CAP LS 302``, ``CAP REQ sasl``, ``AUTHENTICATE PLAIN``, ``CAP END``, ``001``."""
+        ls = self._want("cap-ls")
+        self.send("CAP", "LS", "302")
+        self.send("NICK", self.nick)
+        self.send("USER", self.nick, "0", "*", "chaton bench")
+        await self._await(ls, "CAP LS", timeout)
+        if "sasl" not in self.caps:
+            raise BenchError(f"{self.nick}: the server does not offer SASL")
+        req = self._want("cap-req")
+        self.send("CAP", "REQ", "sasl")
+        await self._await(req, "CAP REQ sasl", timeout)
+        plus = self._want("authenticate")
+        self.send("AUTHENTICATE", "PLAIN")
+        if await self._await(plus, "AUTHENTICATE PLAIN", timeout) != "+":
+            raise BenchError(f"{self.nick}: unexpected AUTHENTICATE challenge")
+        sasl = self._want("sasl")
+        welcome = self._want("welcome")
+        blob = base64.b64encode(f"\0{account}\0{password}".encode()).decode()
+        self.send("AUTHENTICATE", blob)
+        await self._await(sasl, "AUTHENTICATE (credentials)", timeout)
+        self.send("CAP", "END")
+        await self._await(welcome, "CAP END", timeout)
+
+    async def join(self, channel: str, timeout: float) -> None:
+        """``JOIN`` and wait for the end of ``NAMES`` (366)."""
+        joined = self._want("joined:" + channel.lower())
+        self.send("JOIN", channel)
+        await self._await(joined, f"JOIN {channel}", timeout)
+
+    async def ping(self, timeout: float) -> None:
+        """Round trip: every line sent before has been processed by the server."""
+        self._ping_seq += 1
+        token = f"w{self._ping_seq}"
+        pong = self._want("pong:" + token)
+        self.send("PING", token)
+        await self._await(pong, "PING", timeout)
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+
+def listen_drops() -> int:
+    """The kernel's count of connections dropped by full listen queues (``ListenDrops``).
+
+    System-wide, but everything here runs on one loopback: a rise during a setup phase means
+    the server's accept backlog overflowed and clients waited for a SYN retransmit (1 s).
+    """
+    try:
+        with open("/proc/net/netstat") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            fields = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(fields.get("ListenDrops", 0))
+    return 0
+
+
+@dataclass
+class ConnectResult:
+    """Clients that finished their setup, and how long it took."""
+
+    clients: list[IrcClient]
+    elapsed: float
+    durations: list[float] = field(default_factory=list)
+    listen_drops: int = 0
+
+    @property
+    def per_second(self) -> float:
+        return len(self.clients) / self.elapsed if self.elapsed > 0 else 0.0
+
+
+async def open_client(target: Target, client: IrcClient, timeout: float) -> IrcClient:
+    """Connect ``client`` (TCP + verified TLS handshake) to the server."""
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(
+        loop.create_connection(
+            lambda: client,
+            target.host,
+            target.port,
+            ssl=target.ssl_context,
+            server_hostname=target.server_hostname,
+            ssl_handshake_timeout=timeout,
+        ),
+        timeout,
+    )
+    return client
+
+
+async def connect_many(
+    target: Target,
+    nicks: Sequence[str],
+    setup: Callable[[IrcClient], Awaitable[None]],
+    *,
+    recorder: Recorder | None,
+    concurrency: int,
+    timeout: float,
+    progress: Callable[[str], None] | None = None,
+) -> ConnectResult:
+    """Connect and set up one client per nick, at most ``concurrency`` at a time.
+
+    ``setup`` registers (and maybe joins); any failure closes every client and raises
+    :class:`BenchError` with a summary of what went wrong.
+    """
+    sem = asyncio.Semaphore(max(1, concurrency))
+    done: list[IrcClient] = []
+    durations: list[float] = []
+    failures: Counter[str] = Counter()
+    opened: list[IrcClient] = []
+    next_report = time.monotonic() + 2.0
+
+    async def one(nick: str) -> None:
+        async with sem:
+            client = IrcClient(nick, recorder)
+            opened.append(client)
+            t0 = time.perf_counter()
+            try:
+                await open_client(target, client, timeout)
+                await setup(client)
+            except (OSError, ssl.SSLError, TimeoutError, BenchError) as exc:
+                failures[_short(exc)] += 1
+                return
+            durations.append(time.perf_counter() - t0)
+            done.append(client)
+            nonlocal next_report
+            if progress is not None and time.monotonic() >= next_report:
+                next_report = time.monotonic() + 2.0
+                progress(f"{len(done)}/{len(nicks)} set up")
+
+    drops0 = listen_drops()
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(n) for n in nicks))
+    except BaseException:
+        close_all(opened)
+        raise
+    elapsed = time.perf_counter() - t0
+    if failures:
+        close_all(opened)
+        summary = "; ".join(f"{why} (x{n})" for why, n in failures.most_common(3))
+        raise BenchError(f"{sum(failures.values())}/{len(nicks)} clients failed setup: {summary}")
+    return ConnectResult(done, elapsed, durations, listen_drops() - drops0)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, BenchError):
+        # "nick123: reason" -> "reason", so identical failures group together
+        text = text.split(": ", 1)[-1]
+    return text[:120]
+
+
+async def sync(clients: Sequence[IrcClient], timeout: float) -> None:
+    """PING every client and wait for all PONGs: the server has caught up with everything."""
+    await asyncio.gather(*(c.ping(timeout) for c in clients))
+
+
+async def send_messages(
+    client: IrcClient,
+    target: str,
+    sender_id: int,
+    count: int,
+    *,
+    window: int,
+    timeout: float,
+    rate: float | None = None,
+    stop: asyncio.Event | None = None,
+    recorder: Recorder | None = None,
+    fanout: int = 1,
+    max_in_flight: int = 0,
+) -> int:
+    """Send up to ``count`` bench messages to ``target``; return how many were sent.
+
+    With ``rate`` (messages/s) sends are paced on a fixed schedule; ``stop`` ends early.
+    After every ``window`` messages (and at the end) waits for a PING round trip. With
+    ``max_in_flight``, no message is sent while receivers are more than that many deliveries
+    behind (each message counts ``fanout`` deliveries in ``recorder``, shared by all senders).
+    """
+    start = time.perf_counter()
+    sent = 0
+    for seq in range(count):
+        if stop is not None and stop.is_set():
+            break
+        if rate:
+            delay = start + seq / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        if recorder is not None:
+            if max_in_flight and recorder.issued - recorder.count > max_in_flight:
+                await recorder.caught_up(max_in_flight, timeout)
+            recorder.issued += fanout
+        client.send("PRIVMSG", target, f"b {sender_id} {seq} {time.perf_counter_ns()}")
+        sent += 1
+        if sent % window == 0:
+            await client.ping(timeout)
+    if sent % window:
+        await client.ping(timeout)
+    return sent
+
+
+def close_all(clients: Sequence[IrcClient]) -> None:
+    for c in clients:
+        c.close()
+
+
+def server_errors(clients: Sequence[IrcClient]) -> dict[str, int]:
+    """Error numerics and oddities the clients saw, summed (a clean run has none)."""
+    total: Counter[str] = Counter()
+    for c in clients:
+        total.update(c.numerics)
+    return dict(total)

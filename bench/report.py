@@ -1,0 +1,230 @@
+"""Medians over repeats, the markdown tables and the JSON results file."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ROWS", "TARGETS", "Target", "aggregate", "markdown", "write_json"]
+
+#: Per scenario, the rows of the results table: (label, metric key, format).
+ROWS: dict[str, list[tuple[str, str, str]]] = {}
+_FANOUT = [
+    ("deliveries lost / expected", "lost", "loss"),
+    ("deliveries/s", "deliveries_per_s", "{:,.0f}"),
+    ("server CPU µs/delivery", "server_cpu_us_per_delivery", "{:.2f}"),
+    ("latency p50 ms", "lat_p50_ms", "{:.2f}"),
+    ("latency p99 ms", "lat_p99_ms", "{:.2f}"),
+    ("latency max ms", "lat_max_ms", "{:.2f}"),
+    ("server CPU % of phase", "server_cpu_pct", "{:.0f}"),
+    ("generator CPU % of phase", "gen_cpu_pct", "{:.0f}"),
+    ("connect+register+join/s", "reg_per_s", "{:,.0f}"),
+    ("RSS before → after MB", "rss_after_mb", "rss"),
+]
+ROWS["a"] = ROWS["b"] = _FANOUT
+ROWS["c"] = [(("connect+register/s", k, f) if k == "reg_per_s" else (lb, k, f))
+             for lb, k, f in _FANOUT]  # fmt: skip
+ROWS["d"] = [
+    ("registrations/s", "reg_per_s", "{:,.0f}"),
+    ("registration p99 ms", "reg_p99_ms", "{:.1f}"),
+    ("server CPU ms/registration", "server_cpu_ms_per_reg", "{:.2f}"),
+    ("listen-queue drops (SYN retries)", "listen_drops", "{:.0f}"),
+    ("server CPU % during setup", "setup_server_cpu_pct", "{:.0f}"),
+    ("generator CPU % during setup", "setup_gen_cpu_pct", "{:.0f}"),
+    ("RSS per idle connection KiB", "rss_per_conn_kb", "{:.1f}"),
+    ("RSS before → after MB", "rss_after_mb", "rss"),
+]
+ROWS["e"] = [
+    ("deliveries lost / expected", "lost", "loss"),
+    ("latency p50 ms", "lat_p50_ms", "{:.2f}"),
+    ("latency p99 ms", "lat_p99_ms", "{:.2f}"),
+    ("latency max ms", "lat_max_ms", "{:.2f}"),
+    ("server CPU µs/delivery", "server_cpu_us_per_delivery", "{:.2f}"),
+    ("server CPU % of phase", "server_cpu_pct", "{:.1f}"),
+]
+ROWS["f"] = [
+    ("deliveries lost / expected", "lost", "loss"),
+    ("chat p99 ms before storm", "before_p99_ms", "{:.2f}"),
+    ("chat p99 ms during storm", "storm_p99_ms", "{:.2f}"),
+    ("storm p99 / before p99", "storm_p99_ratio", "{:.2f}"),
+    ("SASL logins/s in storm", "storm_reg_per_s", "{:,.1f}"),
+    ("SASL login p99 ms", "storm_reg_p99_ms", "{:,.0f}"),
+    ("server CPU ms/SASL login", "storm_server_cpu_ms_per_login", "{:.1f}"),
+    ("registrations/s (no SASL)", "plain_reg_per_s", "{:,.0f}"),
+    ("registration p99 ms (no SASL)", "plain_reg_p99_ms", "{:.1f}"),
+    ("server CPU ms/registration", "plain_server_cpu_ms_per_reg", "{:.2f}"),
+    ("listen-queue drops (SYN retries)", "plain_listen_drops", "{:.0f}"),
+]
+
+_MAX_KEYS = frozenset({"lost", "duplicates"})  # the worst repeat, not the median
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the issue: chaton's value, or its ratio to ngircd, against a bound."""
+
+    label: str
+    scenario: str
+    key: str
+    op: str  # "<=" or ">="
+    bound: float
+    versus_ngircd: bool = True
+
+    def check(self, value: float) -> bool:
+        return value <= self.bound if self.op == "<=" else value >= self.bound
+
+
+TARGETS = [
+    Target("fan-out server CPU/delivery ≤ 0.5x ngircd", "a", "server_cpu_us_per_delivery",
+           "<=", 0.5),
+    Target("light-load p99 ≤ ngircd", "e", "lat_p99_ms", "<=", 1.0),
+    Target("RSS per idle connection ≤ 1.5x ngircd", "d", "rss_per_conn_kb", "<=", 1.5),
+    Target("storm p99 ≤ 2x before storm", "f", "storm_p99_ratio", "<=", 2.0,
+           versus_ngircd=False),
+    Target("registrations/s ≥ ngircd", "f", "plain_reg_per_s", ">=", 1.0),
+]  # fmt: skip
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of numeric metrics over repeats (worst for loss), errors summed."""
+    ok = [r["metrics"] for r in runs if "metrics" in r]
+    out: dict[str, Any] = {"repeats": len(runs), "failed": len(runs) - len(ok)}
+    failures = [f"run failed: {r['error']}" for r in runs if "error" in r]
+    failures += [f"{k.removesuffix('_error')} failed: {v}" for m in ok for k, v in m.items()
+                 if k.endswith("_error")]  # fmt: skip
+    if failures:
+        out["failures"] = failures
+    keys = {k for m in ok for k, v in m.items() if isinstance(v, int | float)}
+    for key in sorted(keys):
+        values = [m[key] for m in ok if isinstance(m.get(key), int | float)]
+        out[key] = max(values) if key in _MAX_KEYS else statistics.median(values)
+    errors: Counter[str] = Counter()
+    for m in ok:
+        errors.update(m.get("errors", {}))
+    if errors:
+        out["errors"] = dict(errors)
+    return out
+
+
+def _cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
+    if m is None:
+        return "—"
+    if key not in m:
+        return "failed" if m.get("failed") == m.get("repeats") else "n/a"
+    if fmt == "loss":
+        return f"{m['lost']:,.0f} / {m.get('expected', 0):,.0f}"
+    if fmt == "rss":
+        return f"{m.get('rss_before_mb', 0):.1f} → {m['rss_after_mb']:.1f}"
+    return fmt.format(m[key])
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
+    if not a or not b:
+        return None
+    x, y = a.get(key), b.get(key)
+    if not isinstance(x, int | float) or not isinstance(y, int | float) or y == 0:
+        return None
+    return x / y
+
+
+def markdown(
+    medians: dict[str, dict[str, dict[str, Any]]],
+    servers: list[str],
+    titles: dict[str, str],
+    repeats: int,
+) -> str:
+    """The results table (one block per scenario) and the targets table."""
+    compare = "chaton" in servers and "ngircd" in servers
+    head = ["Scenario", "Metric", *servers] + (["chaton/ngircd"] if compare else [])
+    lines = [
+        f"Medians of {repeats} run(s); losses are the worst run.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    for key, title in titles.items():
+        first = True
+        for label, metric, fmt in ROWS[key]:
+            per = [medians.get(key, {}).get(s) for s in servers]
+            if all(m is None or (metric not in m and not m.get("failed")) for m in per):
+                continue  # a metric no server produced (e.g. storm rows on ngircd only)
+            row = [f"({key}) {title}" if first else "", label]
+            row += [_cell(m, metric, fmt) for m in per]
+            if compare:
+                pair = medians.get(key, {})
+                r = (
+                    None
+                    if fmt == "loss"
+                    else _ratio(pair.get("chaton"), pair.get("ngircd"), metric)
+                )
+                row.append(f"{r:.2f}x" if r is not None else "")
+            lines.append("| " + " | ".join(row) + " |")
+            first = False
+    lines += ["", *_targets(medians, servers), *_problems(medians)]
+    return "\n".join(lines)
+
+
+def _targets(medians: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> list[str]:
+    rows = ["| Target | Measured | Status |", "|---|---|---|"]
+    any_row = False
+    for t in TARGETS:
+        if t.scenario not in medians:
+            continue
+        chaton = medians[t.scenario].get("chaton")
+        ngircd = medians[t.scenario].get("ngircd")
+        if t.versus_ngircd:
+            value = _ratio(chaton, ngircd, t.key)
+            shown = f"{value:.2f}x" if value is not None else "needs chaton and ngircd"
+        else:
+            v = chaton.get(t.key) if chaton else None
+            value = v if isinstance(v, int | float) else None
+            shown = f"{value:.2f}" if value is not None else "needs chaton"
+        status = "—" if value is None else "✅ met" if t.check(value) else "❌ missed"
+        rows.append(f"| {t.label} | {shown} | {status} |")
+        any_row = True
+    return ["### Targets", "", *rows, ""] if any_row else []
+
+
+#: (scenario, generator CPU % metric, what it limits, the server-side metric to compare)
+_GENERATOR_BOUND = [
+    ("a", "gen_cpu_pct", "deliveries/s", "server_cpu_us_per_delivery"),
+    ("b", "gen_cpu_pct", "deliveries/s", "server_cpu_us_per_delivery"),
+    ("c", "gen_cpu_pct", "deliveries/s", "server_cpu_us_per_delivery"),
+    ("d", "setup_gen_cpu_pct", "registrations/s", "server_cpu_ms_per_reg"),
+    ("f", "plain_gen_cpu_pct", "registrations/s", "plain_server_cpu_ms_per_reg"),
+]
+
+
+def _problems(medians: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    out = []
+    for key, gen_key, limited, fair in _GENERATOR_BOUND:
+        per = medians.get(key, {})
+        busiest = max((m.get(gen_key, 0) for m in per.values()), default=0)
+        if busiest >= 90:
+            r = _ratio(per.get("chaton"), per.get("ngircd"), fair)
+            cmp = f" (chaton/ngircd {r:.2f}x)" if r is not None else ""
+            out.append(
+                f"- ({key}) the generator ran at {busiest:.0f}% CPU, so {limited} measure it "
+                f"as much as the server; compare `{fair}`{cmp}."
+            )
+    for key, per in medians.items():
+        for server, m in per.items():
+            for failure in m.get("failures", []):
+                out.append(f"- ({key}) {server}: {failure}")
+            if m.get("errors"):
+                seen = ", ".join(f"{k} x{v}" for k, v in sorted(m["errors"].items()))
+                out.append(f"- ({key}) {server}: clients saw {seen}")
+    if "ngircd" in {s for per in medians.values() for s in per}:
+        out.append("- ngircd has no SASL without a services daemon: storm rows are chaton only.")
+    return ["### Notes", "", *out, ""] if out else []
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,392 @@
+"""``python -m bench``: run the scenarios against chaton and ngircd, print medians and ratios.
+
+Every (repeat, scenario, server) gets a freshly started server; repeats are interleaved
+(repeat 1 of every scenario on every server, then repeat 2, ...) so a drift in the machine
+affects both servers alike. Progress goes to stderr, the markdown tables to stdout, and
+everything (per-run numbers too) to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import BenchError, Target
+from bench.report import aggregate, markdown, write_json
+from bench.scenarios import SCENARIOS, Context
+from bench.servers import (
+    ChatonServer,
+    NgircdServer,
+    Server,
+    ServerError,
+    chaton_unavailable,
+    create_chaton_accounts,
+    ngircd_install_hint,
+    parse_setting,
+    raise_nofile_limit,
+)
+from chaton.certs import generate
+from chaton.tls import client_context
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_T0 = time.monotonic()
+
+
+def log(text: str) -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Load-test chaton (and ngircd, when installed) over verified TLS on "
+        "127.0.0.1 and print a markdown table of medians and chaton/ngircd ratios.",
+        epilog="Scenarios: " + "; ".join(f"{k}) {s.describe(False)}" for k, s in SCENARIOS.items()),
+    )
+    add = p.add_argument
+    # fmt: off
+    add("--quick", action="store_true", help="smoke test: small N, one repeat")
+    add("--scenarios", default="abcdef", metavar="KEYS",
+        help="which scenarios, e.g. 'ad' or 'a,d' (default: abcdef)")
+    add("--repeats", type=int, metavar="N", help="runs per scenario (default 3; 1 with --quick)")
+    add("--servers", default="chaton,ngircd", metavar="LIST",
+        help="comma-separated: chaton, ngircd (default: both)")
+    add("--ngircd", default="ngircd", metavar="PATH", help="ngircd binary (default: ngircd)")
+    add("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+        help="extra chaton setting (TOML value), e.g. --set sendq_bytes=4194304")
+    add("--chaton-arg", dest="chaton_args", action="append", default=[], metavar="ARG",
+        help="extra argument for 'chaton serve', e.g. --chaton-arg=--event-loop=asyncio")
+    add("--concurrency", type=int, default=8, metavar="N",
+        help="connections set up at once (default 8: ngircd listens with a backlog of 10; "
+        "more in flight overflows it and costs 1 s SYN retransmits)")
+    add("--window", type=int, default=50, metavar="N",
+        help="messages per sender between PING round trips (default 50)")
+    add("--max-in-flight", type=int, default=0, metavar="N",
+        help="also hold senders while receivers lag more than N deliveries behind (default 0: "
+        "only the PING window; a cap trades server-side batching for lower queueing latency)")
+    add("--step-timeout", type=float, default=30.0, metavar="S",
+        help="deadline of one registration, JOIN or PING (default 30)")
+    add("--stall-timeout", type=float, default=10.0, metavar="S",
+        help="end a delivery phase after S seconds without progress (default 10)")
+    add("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="the generator's event loop (default auto: uvloop when installed)")
+    add("--json", type=Path, metavar="PATH",
+        help="results file (default: bench/results/latest.json, or quick.json with --quick)")
+    add("--report", type=Path, metavar="JSON",
+        help="run nothing: print the tables of a saved results file again")
+    add("--workdir", type=Path, metavar="DIR",
+        help="keep configs, certificates and server logs here (default: a temporary "
+        "directory, removed afterwards)")
+    # fmt: on
+    return p
+
+
+def _scenario_keys(text: str) -> list[str]:
+    keys = list(text.replace(",", "").replace(" ", "").lower())
+    unknown = [k for k in keys if k not in SCENARIOS]
+    if unknown or not keys:
+        raise SystemExit(f"python -m bench: unknown scenario(s) {unknown}; choose from "
+                         + "".join(SCENARIOS))  # fmt: skip
+    return list(dict.fromkeys(keys))
+
+
+def _loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The generator's event loop: uvloop if asked for or available, else asyncio's."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise SystemExit("python -m bench: uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '?')}"
+    return None, "asyncio"
+
+
+def chaton_revision() -> str:
+    """The repository's commit, with ``+dirty`` if chaton/ has uncommitted changes."""
+    root = str(Path(__file__).resolve().parent.parent)
+    try:
+        rev = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "chaton"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    mem = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory": mem,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "openssl": ssl.OPENSSL_VERSION,
+    }
+
+
+def _summary(m: dict[str, Any]) -> str:
+    parts = []
+    if "expected" in m:
+        parts.append(f"{m['received']:,}/{m['expected']:,} delivered")
+    if "deliveries_per_s" in m:
+        parts.append(f"{m['deliveries_per_s']:,.0f}/s")
+    if "server_cpu_us_per_delivery" in m:
+        parts.append(f"server {m['server_cpu_us_per_delivery']:.2f} µs/delivery")
+    if "lat_p99_ms" in m:
+        parts.append(f"p99 {m['lat_p99_ms']:.2f} ms")
+    if "rss_per_conn_kb" in m:
+        parts.append(f"{m['rss_per_conn_kb']:.1f} KiB/conn")
+    if "reg_per_s" in m:
+        parts.append(f"setup {m['reg_per_s']:,.0f}/s")
+    if "storm_p99_ratio" in m:
+        parts.append(f"storm p99 {m['storm_p99_ms']:.2f} ms ({m['storm_p99_ratio']:.2f}x)")
+    if "plain_reg_per_s" in m:
+        parts.append(f"plain reg {m['plain_reg_per_s']:,.0f}/s")
+    if "gen_cpu_pct" in m:
+        parts.append(f"cpu server {m['server_cpu_pct']:.0f}% gen {m['gen_cpu_pct']:.0f}%")
+    return ", ".join(parts)
+
+
+async def _run_one(
+    server: Server, key: str, args: argparse.Namespace, ctx_ssl: ssl.SSLContext,
+    label: str, accounts: list[str], password: str,
+) -> dict[str, Any]:  # fmt: skip
+    scenario = SCENARIOS[key]
+    record: dict[str, Any] = {"scenario": key, "server": server.name}
+    budget = 90.0 if args.quick else scenario.budget
+
+    def progress(msg: str) -> None:
+        log(f"{label}: {msg}")
+
+    try:
+        async with asyncio.timeout(budget):
+            await server.start(ctx_ssl)
+            ctx = Context(
+                server=server,
+                target=Target(server.host, server.port, ctx_ssl),
+                concurrency=args.concurrency,
+                window=args.window,
+                max_in_flight=args.max_in_flight,
+                step_timeout=args.step_timeout,
+                stall_timeout=args.stall_timeout,
+                progress=progress,
+                accounts=accounts,
+                password=password,
+            )
+            record["metrics"] = await scenario.run(ctx, scenario.params(args.quick))
+        progress("done: " + _summary(record["metrics"]))
+    except TimeoutError:
+        record["error"] = f"scenario exceeded its {budget:g}s budget"
+    except (BenchError, ServerError, OSError) as exc:
+        record["error"] = str(exc).splitlines()[0][:300]
+    finally:
+        alive = server.proc is not None and server.proc.poll() is None
+        if server.proc is not None and not alive and "error" not in record:
+            record["error"] = f"{server.name} died during the run"
+        server.stop()
+    if "error" in record:
+        progress(f"FAILED: {record['error']}\n{server.log_tail(8)}")
+    return record
+
+
+async def _main(args: argparse.Namespace) -> int:
+    # SIGTERM cancels the run like Ctrl-C does, so every server started is stopped.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    keys = _scenario_keys(args.scenarios)
+    repeats = args.repeats or (1 if args.quick else 3)
+    wanted = [s.strip().lower() for s in args.servers.split(",") if s.strip()]
+    if bad := [s for s in wanted if s not in ("chaton", "ngircd")]:
+        raise SystemExit(f"python -m bench: unknown server(s) {bad}; use chaton and/or ngircd")
+    overrides = dict(parse_setting(s) for s in args.settings)
+    nofile = raise_nofile_limit()
+    most = max(
+        SCENARIOS[k].params(args.quick).get("clients", 0)
+        + SCENARIOS[k].params(args.quick).get("pairs", 0) * 2
+        + SCENARIOS[k].params(args.quick).get("plain_regs", 0)
+        + SCENARIOS[k].params(args.quick).get("logins", 0)
+        for k in keys
+    )
+    if nofile < most + 100:
+        log(f"warning: open-file limit {nofile} is below the {most + 100} this run needs")
+
+    temp = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="chaton-bench-")) if temp else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        certs = workdir / "certs"
+        generate(certs, extra_hosts=["localhost", "127.0.0.1"], force=True)
+        ctx_ssl = client_context(certs / "ca.pem")
+
+        servers: list[Server] = []
+        notes: list[str] = []
+        if "chaton" in wanted:
+            why = chaton_unavailable()
+            if why:
+                notes.append(f"chaton could not be started (python -m chaton serve: {why}).")
+                log("skipping chaton: " + notes[-1])
+            else:
+                servers.append(ChatonServer(
+                    workdir / "chaton", certs, data_dir=workdir / "chaton" / "data",
+                    settings=overrides, extra_args=list(args.chaton_args),
+                ))  # fmt: skip
+        if "ngircd" in wanted:
+            binary = shutil.which(args.ngircd)
+            if binary is None:
+                notes.append(ngircd_install_hint())
+                log(notes[-1])
+            else:
+                servers.append(NgircdServer(workdir / "ngircd", certs, binary=binary))
+        if not servers:
+            log("no server to measure")
+            return 2
+
+        accounts: list[str] = []
+        password = ""
+        chaton = next((s for s in servers if isinstance(s, ChatonServer)), None)
+        if chaton is not None:
+            try:
+                chaton.check_config()
+            except ServerError as exc:
+                log(str(exc))
+                return 2
+        if chaton is not None and "f" in keys:
+            n = SCENARIOS["f"].params(args.quick)["logins"]
+            accounts = [f"storm{i}" for i in range(n)]
+            password = secrets.token_urlsafe(18)
+            log(f"creating {n} SASL accounts in chaton's database (default argon2 settings)")
+            create_chaton_accounts(chaton, accounts, password)
+
+        titles = {k: SCENARIOS[k].describe(args.quick) for k in keys}
+        runs: list[dict[str, Any]] = []
+        total, i = repeats * len(keys) * len(servers), 0
+        for rep in range(1, repeats + 1):
+            for key in keys:
+                for server in servers:
+                    i += 1
+                    label = f"[{i}/{total}] ({key}) {server.name} #{rep}"
+                    record = await _run_one(server, key, args, ctx_ssl, label, accounts, password)
+                    runs.append({**record, "repeat": rep})
+
+        names = [s.name for s in servers]
+        medians = {
+            k: {n: aggregate([r for r in runs if r["scenario"] == k and r["server"] == n])
+                for n in names}
+            for k in keys
+        }  # fmt: skip
+        info = machine_info() | {"generator": f"one process, {args.loop_name} event loop"}
+        versions: dict[str, dict[str, Any]] = {
+            s.name: {"version": s.version(), "tls": s.tls, "config": s.config_summary}
+            for s in servers
+        }
+        if "chaton" in versions:
+            versions["chaton"]["version"] += f", commit {chaton_revision()}"
+        table = markdown(medians, names, titles, repeats)
+        command = " ".join(["python -m bench", shlex.join(sys.argv[1:])]).strip()
+        header = [
+            f"`{command}` — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+            "",
+            f"Machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory']}, "
+            f"{info['kernel']}; Python {info['python']}, {info['openssl']}; "
+            f"generator: {info['generator']}.",
+            *(f"- {n}: {v['version']}; TLS {v['tls'] or '?'}" for n, v in versions.items()),
+            *(f"- {note}" for note in notes),
+            "",
+        ]
+        print("\n".join(header) + table)
+        data = {
+            "command": command,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "repeats": repeats,
+            "options": {"concurrency": args.concurrency, "window": args.window,
+                        "max_in_flight": args.max_in_flight, "chaton_args": args.chaton_args,
+                        "chaton_overrides": overrides},
+            "machine": info,
+            "servers": versions,
+            "notes": notes,
+            "scenarios": {k: {"title": titles[k], "params": SCENARIOS[k].params(args.quick)}
+                          for k in keys},
+            "medians": medians,
+            "runs": runs,
+            "header": header,
+            "markdown": "\n".join(header) + table,
+        }  # fmt: skip
+        write_json(args.json, data)
+        log(f"results written to {args.json}")
+        failed = sum(1 for r in runs if "error" in r)
+        lossy = sum(1 for r in runs if r.get("metrics", {}).get("lost"))
+        return 1 if failed or lossy else 0
+    finally:
+        if temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _reprint(path: Path) -> int:
+    """Render the tables of a saved results file with the current report code."""
+    try:
+        data = json.loads(path.read_text())
+        titles = {k: v["title"] for k, v in data["scenarios"].items()}
+        servers = list(data["servers"])
+        table = markdown(data["medians"], servers, titles, data["repeats"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"python -m bench: cannot read {path}: {exc}") from None
+    print("\n".join(data.get("header", [])) + table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        raise SystemExit("python -m bench: --repeats must be at least 1")
+    if args.report is not None:
+        return _reprint(args.report)
+    if args.json is None:
+        args.json = RESULTS / ("quick.json" if args.quick else "latest.json")
+    factory, args.loop_name = _loop_factory(args.loop)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_main(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted")
+        return 130
