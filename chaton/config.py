@@ -84,6 +84,9 @@ class Settings:
     argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
     hash_workers: int = field(default=2, metadata=_doc("threads for password hashing"))
     hash_queue_limit: int = field(default=64, metadata=_doc("logins waiting for a hasher"))
+    hash_nice: int = field(
+        default=10, metadata=_doc("how much lower hashing threads run than chat (0-19)")
+    )
     login_failures_per_ip: int = field(
         default=5, metadata=_doc("failed logins per window and IP; 0 = no limit")
     )
@@ -192,6 +195,8 @@ def _validate(s: Settings, source: str) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{source}: setting {name!r} must be greater than 0")
+    if not 0 <= s.hash_nice <= 19:
+        raise ConfigError(f"{source}: hash_nice must be 0..19")
     for name in _ZERO_MEANS_UNLIMITED:
         if getattr(s, name) < 0:
             raise ConfigError(f"{source}: setting {name!r} cannot be negative (0 = unlimited)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 import secrets
 import sys
 import threading
@@ -106,6 +107,19 @@ class Passwords:
             return True, True
 
 
+def _lower_thread_priority(nice: int) -> None:
+    """Run this hashing thread (and argon2's lane threads, which inherit it) at a lower
+    priority, so the event loop thread gets a core first and chat stays fast during a
+    login storm. Linux keeps the nice value per thread; elsewhere this does nothing."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, current + nice))
+    except OSError:
+        pass
+
+
 class HashPoolBusy(Exception):
     """Too many password jobs are already queued or running (or the pool is shut down)."""
 
@@ -122,7 +136,10 @@ class HashPool:
 
     def __init__(self, settings: Settings) -> None:
         self._executor = ThreadPoolExecutor(
-            max_workers=settings.hash_workers, thread_name_prefix="chaton-hash"
+            max_workers=settings.hash_workers,
+            thread_name_prefix="chaton-hash",
+            initializer=_lower_thread_priority,
+            initargs=(settings.hash_nice,),
         )
         self._limit = settings.hash_queue_limit
         self._in_flight = 0

@@ -105,22 +105,44 @@ def test_registered_nick_needs_its_account_in_any_case(server: RunningServer) ->
     owner.expect("001", "alice")
 
 
-def test_sasl_then_nick_after_refusal(server: RunningServer) -> None:
-    """The chaton client's flow: NICK refused, log in with SASL, NICK again, CAP END."""
+def test_pipelined_sasl_keeps_the_reserved_nick(server: RunningServer) -> None:
+    """CAP LS, CAP REQ sasl, NICK and USER sent together, then SASL: no refusal on the way."""
     add_account(server.settings, "hank", PW)
     c = server.client()
     c.send("CAP LS 302")
     c.send("CAP REQ :sasl")
     c.send("NICK hank")
     c.send("USER u 0 * :u")
-    c.expect("FAIL", "NICK", "ACCOUNT_REQUIRED")
     c.send("AUTHENTICATE PLAIN")
     c.expect("AUTHENTICATE", "+")
     for line in sasl_payload("hank", PW):
         c.send(line)
     c.expect("903")
-    c.send("CAP END")  # the refused nickname is taken up after the login
+    c.send("CAP END")
     c.expect("001", "hank")
+    assert not [m for m in c.log if m.command in ("433", "FAIL")]
+
+
+def test_reserved_nick_refused_at_cap_end_then_login_finishes_registration(
+    server: RunningServer,
+) -> None:
+    """The chaton client's flow: refused when registration ends, log in, registration goes on."""
+    add_account(server.settings, "ida", PW)
+    c = server.client()
+    c.send("CAP LS 302")
+    c.send("CAP REQ :sasl")
+    c.send("NICK ida")
+    c.send("USER u 0 * :u")
+    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
+    c.send("CAP END")
+    c.expect("FAIL", "NICK", "ACCOUNT_REQUIRED")
+    c.expect("433")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    for line in sasl_payload("ida", PW):
+        c.send(line)
+    c.expect("903")
+    c.expect("001", "ida")  # the refused nickname is taken up after the login
 
 
 def test_require_account_refuses_guests(start_server: StartServer) -> None:
@@ -157,6 +179,7 @@ def test_login_storm_does_not_stall_room_messages(start_server: StartServer) -> 
     server = start_server(
         argon2_time_cost=2, argon2_memory_kib=32768, argon2_parallelism=1, hash_workers=2,
         login_failures_per_ip=0, login_failures_per_account=0,
+        flood_rate=0,  # the talker's 20 lines must not wait for flood-control tokens
     )
     add_account(server.settings, "storm", PW)
     talker = server.client("talker").join("#r")

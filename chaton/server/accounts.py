@@ -340,6 +340,13 @@ async def _sasl_plain(svc: AccountService, conn: Connection, payload: str) -> No
     mask = f"{conn.name}!{conn.user or '*'}@{conn.host}"
     conn.numeric(num.RPL_LOGGEDIN, mask, account.name, f"You are now logged in as {account.name}")
     conn.numeric(num.RPL_SASLSUCCESS, "SASL authentication successful")
+    if not conn.registered and not conn.cap_negotiating:
+        # Registration stalled on the reserved nickname (CAP END came first): finish it now.
+        from chaton.server.registration import try_register
+
+        pending = try_register(svc.server, conn)
+        if pending is not None:
+            await pending
 
 
 # OPER <name> <password>

@@ -84,7 +84,10 @@ def nick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     if server.state.nick_taken(new, conn):
         conn.numeric(num.ERR_NICKNAMEINUSE, new, "Nickname is already in use")
         return None
-    if server.accounts is not None and not server.accounts.may_use_nick(conn, new):
+    # During CAP negotiation the client may still log in with SASL (clients send NICK, USER
+    # and CAP REQ sasl together): a reserved nickname is checked when registration ends.
+    deferred = conn.cap_negotiating and not conn.registered
+    if server.accounts is not None and not deferred and not server.accounts.may_use_nick(conn, new):
         return None
     if not conn.registered:
         conn.nick = new
