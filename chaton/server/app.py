@@ -45,6 +45,7 @@ class ChatServer:
         self.state = ServerState()
         self.connections: set[Connection] = set()
         self.per_ip: Counter[str] = Counter()
+        self.admins: set[Connection] = set()  # kept by Connection.is_admin
         self.started = time.time()
         self.max_seen = 0
         self._dirty: list[Connection] = []
@@ -53,6 +54,7 @@ class ChatServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self.extensions: list[Any] = []  # domain services (accounts, bans) attach here
+        self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: Any = None  # the account service, once issue 3's store is attached
         self.connect_rate = SlidingWindowCounter(
             settings.connect_rate_per_ip, settings.connect_rate_window
@@ -151,6 +153,7 @@ class ChatServer:
 
     def on_connection_lost(self, conn: Connection) -> None:
         self.on_closing(conn)
+        self.admins.discard(conn)
         if conn in self.connections:
             self.connections.discard(conn)
             self.per_ip[conn.ip] -= 1

@@ -73,6 +73,7 @@ class Connection(asyncio.Protocol):
 
     # Slots: a thousand idle clients should cost kilobytes each, not a dict apiece.
     __slots__ = (
+        "_admin",
         "_bucket",
         "_busy",
         "_dirty",
@@ -90,7 +91,6 @@ class Connection(asyncio.Protocol):
         "closing",
         "connected_at",
         "ip",
-        "is_admin",
         "last_active",
         "nick",
         "oper_account",
@@ -131,13 +131,13 @@ class Connection(asyncio.Protocol):
         self.realname = ""
         self.registered = False
         self.cap_negotiating = False
-        self.caps: set[str] = set()
+        self.caps: frozenset[str] = frozenset()  # replaced whole on change: no set per client
         self.tag_mode = 0  # bit 1: server-time, bit 2: message-tags (see app.Broadcast)
         self.account: str | None = None
-        self.is_admin = False
+        self._admin = False
         self.oper_account: str | None = None  # the admin account whose powers this client has
         self.away: str | None = None
-        self.user_modes: set[str] = set()
+        self.user_modes: frozenset[str] = frozenset()
         self.channels: dict[str, Channel] = {}
         self.signon = time.time()
         self.pass_login: tuple[str, str] | None = None
@@ -145,8 +145,9 @@ class Connection(asyncio.Protocol):
         self.sasl_buffer: list[str] | None = None
         # input side
         self._framer = server.new_line_buffer()
-        self._inbox: deque[bytes] = deque()
-        self._bucket = TokenBucket(s.flood_rate, s.flood_burst, now)
+        # Made only when needed and dropped when empty: most clients never have a backlog.
+        self._inbox: deque[bytes] | None = None
+        self._bucket = TokenBucket(s.flood_rate, s.flood_burst, now) if s.flood_rate > 0 else None
         self._busy = False
         self._wakeup: asyncio.TimerHandle | None = None
         # output side
@@ -155,6 +156,19 @@ class Connection(asyncio.Protocol):
         self._dirty = False
 
     # --- identity helpers ---------------------------------------------------------------
+    @property
+    def is_admin(self) -> bool:
+        """Has admin powers (logged in to an admin account, or OPER)."""
+        return self._admin
+
+    @is_admin.setter
+    def is_admin(self, value: bool) -> None:
+        self._admin = value
+        if value:
+            self.server.admins.add(self)
+        else:
+            self.server.admins.discard(self)
+
     @property
     def host(self) -> str:
         """What others see as this client's host: the account, never the IP address."""
@@ -232,7 +246,7 @@ class Connection(asyncio.Protocol):
             self.close_reason = "Connection reset" if exc else "Connection closed"
         self.closing = True
         self._out.clear()
-        self._inbox.clear()
+        self._inbox = None
         self.server.on_connection_lost(self)
 
     # --- input ----------------------------------------------------------------------------
@@ -247,6 +261,8 @@ class Connection(asyncio.Protocol):
 
     def _receive_plaintext(self, plain: bytes) -> None:
         inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
         for line in self._framer.feed(plain):
             if line is LINE_TOO_LONG:
                 self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
@@ -258,17 +274,22 @@ class Connection(asyncio.Protocol):
 
     def _process_inbox(self) -> None:
         inbox = self._inbox
-        exempt = self.is_admin and self.server.settings.flood_exempt_admins
+        if inbox is None:
+            return
+        bucket = self._bucket
+        if bucket is not None and self._admin and self.server.settings.flood_exempt_admins:
+            bucket = None
         while inbox and not self._busy and not self.closing:
-            if not exempt:
-                now = time.monotonic()
-                wait = self._bucket.take(now)
+            if bucket is not None:
+                wait = bucket.take(time.monotonic())
                 if wait > 0:
                     if self._wakeup is None:
                         loop = asyncio.get_running_loop()
                         self._wakeup = loop.call_later(wait, self._wake)
                     return
             self._handle_line(inbox.popleft())
+        if not inbox and self._inbox is inbox:
+            self._inbox = None
 
     def _wake(self) -> None:
         self._wakeup = None

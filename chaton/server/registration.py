@@ -56,11 +56,13 @@ def cap(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] |
         if not wanted or any(n not in SUPPORTED_CAPS for n in names):
             conn.send_msg("CAP", conn.name, "NAK", msg.param(1))
             return None
+        caps = set(conn.caps)
         for item in wanted:
             if item.startswith("-"):
-                conn.caps.discard(item[1:])
+                caps.discard(item[1:])
             else:
-                conn.caps.add(item)
+                caps.add(item)
+        conn.caps = frozenset(caps)
         conn.tag_mode = sum(bit for cap_, bit in _TAG_MODE_BITS.items() if cap_ in conn.caps)
         conn.send_msg("CAP", conn.name, "ACK", " ".join(wanted))
     elif sub == "END":
@@ -175,32 +177,73 @@ def welcome(server: ChatServer, conn: Connection) -> bool:
     conn.registered = True
     conn.last_active = time.monotonic()
     server.state.add_nick(conn, conn.nick)
-    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.started))
     conn.numeric(num.RPL_WELCOME, f"Welcome to the {s.network_name} network, {conn.source}")
-    conn.numeric(
-        num.RPL_YOURHOST, f"Your host is {server.name}, running version chaton-{__version__}"
-    )
-    conn.numeric(num.RPL_CREATED, f"This server was created {created}")
-    conn.send(
-        server.encode(
-            num.RPL_MYINFO, [conn.name, server.name, f"chaton-{__version__}", "io", "n"],
-            server.name,
-        )
-    )
-    tokens = server.isupport
-    for i in range(0, len(tokens), 12):
-        conn.numeric(num.RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
+    _send_template(conn, _welcome_templates(server)[0])
     send_lusers(server, conn)
-    send_motd(server, conn)
+    _send_template(conn, _welcome_templates(server)[1])
     if conn.is_admin:
         conn.send_msg("MODE", conn.name, "+o", source=conn.nick)
     return True
 
 
+Template = list[tuple[bytes, bytes]]
+
+
+def _welcome_templates(server: ChatServer) -> tuple[Template, Template]:
+    """The fixed parts of the welcome burst (002-005 and the MOTD), encoded once per server:
+    registrations come in bursts, and these lines differ only by the nickname."""
+    cached: tuple[Template, Template] | None = server.welcome_templates
+    if cached is not None:
+        return cached
+    s = server.settings
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.started))
+    head = [
+        (num.RPL_YOURHOST, [f"Your host is {server.name}, running version chaton-{__version__}"]),
+        (num.RPL_CREATED, [f"This server was created {created}"]),
+    ]
+    tokens = server.isupport
+    isupport = [
+        (num.RPL_ISUPPORT, [*tokens[i : i + 12], "are supported by this server"])
+        for i in range(0, len(tokens), 12)
+    ]
+    lines = [line for line in s.motd.splitlines() if line.strip()]
+    if lines:
+        motd = [(num.RPL_MOTDSTART, [f"- {server.name} Message of the day - "])]
+        motd += [(num.RPL_MOTD, [f"- {line}"]) for line in lines]
+        motd += [(num.RPL_ENDOFMOTD, ["End of /MOTD command."])]
+    else:
+        motd = [(num.ERR_NOMOTD, ["MOTD File is missing"])]
+
+    def encode(items: list[tuple[str, list[str]]]) -> Template:
+        out = []
+        for code, params in items:
+            line = server.numeric_line(code, "\0", params)  # the nick goes where \0 is
+            before, _, after = line.partition(b"\0")
+            out.append((before, after))
+        return out
+
+    myinfo = server.encode(
+        num.RPL_MYINFO, ["\0", server.name, f"chaton-{__version__}", "io", "n"], server.name
+    )
+    before, _, after = myinfo.partition(b"\0")
+    result = ([*encode(head), (before, after), *encode(isupport)], encode(motd))
+    server.welcome_templates = result
+    return result
+
+
+def _send_template(conn: Connection, template: Template) -> None:
+    nick = conn.name.encode()
+    lines = [before + nick + after for before, after in template]
+    for i, line in enumerate(lines):
+        if len(line) > 512:  # a long nick pushed a long MOTD line over: cut it like others
+            lines[i] = line[:510].decode("utf-8", "ignore").encode() + b"\r\n"
+    conn.send(b"".join(lines))
+
+
 def send_lusers(server: ChatServer, conn: Connection) -> None:
     users = len(server.state.nicks)
-    unknown = sum(1 for c in server.connections if not c.registered and not c.closing)
-    admins = sum(1 for c in server.state.nicks.values() if c.is_admin)
+    unknown = max(0, len(server.connections) - users)  # O(1): this runs in every welcome
+    admins = len(server.admins)
     conn.numeric(num.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 server")
     conn.numeric(num.RPL_LUSEROP, str(admins), "operator(s) online")
     conn.numeric(num.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")

@@ -206,10 +206,10 @@ def _user_mode(server: ChatServer, conn: Connection, msg: Message, target: str) 
                 adding = letter == "+"
             elif letter == "i":
                 if adding and "i" not in conn.user_modes:
-                    conn.user_modes.add("i")
+                    conn.user_modes = conn.user_modes | {"i"}
                     added.append("i")
                 elif not adding and "i" in conn.user_modes:
-                    conn.user_modes.discard("i")
+                    conn.user_modes = conn.user_modes - {"i"}
                     removed.append("i")
             elif letter == "o" and not adding and conn.is_admin:
                 conn.is_admin = False

@@ -18,6 +18,10 @@ __all__ = ["TLS_RECORD_HANDSHAKE", "TlsClosed", "TlsStream"]
 #: First byte of a TLS handshake record; anything else on a fresh connection is not TLS.
 TLS_RECORD_HANDSHAKE = 0x16
 _READ_CHUNK = 16384
+#: OpenSSL's memory BIOs keep the largest size they ever held, for the life of the
+#: connection; passing bytes through in slices this big bounds that to ~4 KiB per direction
+#: instead of the largest burst a client ever sent or received.
+BIO_SLICE = 4096
 
 
 class TlsClosed(Exception):
@@ -46,6 +50,12 @@ class TlsStream:
 
     def receive(self, data: bytes) -> bytes:
         """Feed ciphertext; return the plaintext it completes (maybe ``b""``)."""
+        if len(data) <= BIO_SLICE:
+            return self._receive(data)
+        parts = [self._receive(data[i : i + BIO_SLICE]) for i in range(0, len(data), BIO_SLICE)]
+        return b"".join(parts)
+
+    def _receive(self, data: bytes) -> bytes:
         self._in.write(data)
         if not self.handshaken:
             try:
@@ -70,8 +80,14 @@ class TlsStream:
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Encrypt application data; return all ciphertext to send (with any TLS output)."""
-        self._obj.write(plaintext)
-        return self._out.read()
+        if len(plaintext) <= BIO_SLICE:
+            self._obj.write(plaintext)
+            return self._out.read()
+        out = []
+        for i in range(0, len(plaintext), BIO_SLICE):
+            self._obj.write(plaintext[i : i + BIO_SLICE])
+            out.append(self._out.read())
+        return b"".join(out)
 
     def outgoing(self) -> bytes:
         """Ciphertext TLS wants sent on its own account (handshake, tickets, alerts)."""
