@@ -193,22 +193,30 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Metrics:
             for i, c in enumerate(clients[:senders])
         ]  # fmt: skip
         sent = sum(await asyncio.gather(*sends))
-        expected = sent * (n - 1)
-        await _drain(ctx, rec, expected)
-        b = Snapshot.take(ctx.server)
-        return {
-            "clients": n,
-            "messages": sent,
-            **_setup(res),
-            **_deliveries(rec, expected),
-            **_phase(a, b, rec.count),
-            **_latency(rec.latencies()),
-            "rss_before_mb": rss0 / 2**20,
-            "rss_after_mb": b.server.rss_bytes / 2**20,
-            "errors": server_errors(clients),
-        }
+        return await _room_metrics(ctx, res, rec, clients, n, sent, a, rss0)
     finally:
         close_all(clients)
+
+
+async def _room_metrics(
+    ctx: Context, res: Any, rec: Recorder, clients: list[Any], n: int, sent: int,
+    a: Snapshot, rss0: int,
+) -> Metrics:
+    """Wait for every delivery of ``sent`` room messages to ``n - 1`` receivers; metrics."""
+    expected = sent * (n - 1)
+    await _drain(ctx, rec, expected)
+    b = Snapshot.take(ctx.server)
+    return {
+        "clients": n,
+        "messages": sent,
+        **_setup(res),
+        **_deliveries(rec, expected),
+        **_phase(a, b, rec.count),
+        **_latency(rec.latencies()),
+        "rss_before_mb": rss0 / 2**20,
+        "rss_after_mb": b.server.rss_bytes / 2**20,
+        "errors": server_errors(clients),
+    }
 
 
 # --- (c): private messages between pairs ---------------------------------------------------
@@ -309,20 +317,7 @@ async def light(ctx: Context, p: dict[str, Any]) -> Metrics:
         sent = await send_messages(
             clients[0], CHANNEL, 0, count, window=ctx.window, timeout=ctx.step_timeout, rate=rate
         )
-        expected = sent * (n - 1)
-        await _drain(ctx, rec, expected)
-        b = Snapshot.take(ctx.server)
-        return {
-            "clients": n,
-            "messages": sent,
-            **_setup(res),
-            **_deliveries(rec, expected),
-            **_phase(a, b, rec.count),
-            **_latency(rec.latencies()),
-            "rss_before_mb": rss0 / 2**20,
-            "rss_after_mb": b.server.rss_bytes / 2**20,
-            "errors": server_errors(clients),
-        }
+        return await _room_metrics(ctx, res, rec, clients, n, sent, a, rss0)
     finally:
         close_all(clients)
 

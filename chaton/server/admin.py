@@ -87,6 +87,16 @@ def uban(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     return None
 
 
+def _target_or_fail(
+    server: ChatServer, conn: Connection, target: str
+) -> tuple[BanKind, str] | None:
+    try:
+        return parse_target(target, nicklen=server.settings.nicklen)
+    except BanError as exc:
+        _fail(conn, "INVALID_TARGET", str(exc))
+        return None
+
+
 def _parse_add(args: list[str]) -> tuple[int | None, bool, str]:
     """DURATION/FORCE options, then the reason: (seconds or None, force, reason)."""
     duration: int | None = None
@@ -165,11 +175,10 @@ async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> No
 
 async def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
     svc = _service(server)
-    try:
-        kind, value = parse_target(target, nicklen=server.settings.nicklen)
-    except BanError as exc:
-        _fail(conn, "INVALID_TARGET", str(exc))
+    parsed = _target_or_fail(server, conn, target)
+    if parsed is None:
         return
+    kind, value = parsed
     entry = svc.audit_entry(conn, "ban.del", format_target(kind, value), "")
     try:
         removed = await svc.writer.run("delete_ban", kind.value, value, audit=entry)
@@ -206,11 +215,10 @@ def _uban_list(server: ChatServer, conn: Connection) -> None:
 
 def _uban_info(server: ChatServer, conn: Connection, target: str) -> None:
     svc = _service(server)
-    try:
-        kind, value = parse_target(target, nicklen=server.settings.nicklen)
-    except BanError as exc:
-        _fail(conn, "INVALID_TARGET", str(exc))
+    parsed = _target_or_fail(server, conn, target)
+    if parsed is None:
         return
+    kind, value = parsed
     now = time.time()
     record = svc.bans.get(kind, value)
     if record is None or record.expired(now):

@@ -74,6 +74,7 @@ class Connection(asyncio.Protocol):
     # Slots: a thousand idle clients should cost kilobytes each, not a dict apiece.
     __slots__ = (
         "_admin",
+        "_backlog",
         "_bucket",
         "_busy",
         "_dirty",
@@ -153,6 +154,7 @@ class Connection(asyncio.Protocol):
         # output side
         self._out: list[bytes] = []
         self._out_bytes = 0
+        self._backlog = 0  # transport's unsent bytes at the last flush (refreshed when near)
         self._dirty = False
 
     # --- identity helpers ---------------------------------------------------------------
@@ -357,8 +359,12 @@ class Connection(asyncio.Protocol):
         if not self._dirty:
             self._dirty = True
             self.server.schedule_flush(self)
-        if self._out_bytes > self.server.settings.sendq_bytes:
-            self.sendq_exceeded()
+        if self._out_bytes + self._backlog > self.server.settings.sendq_bytes:
+            # The cached backlog may be stale (the client read since): look again first.
+            transport = self.transport
+            self._backlog = transport.get_write_buffer_size() if transport is not None else 0
+            if self._out_bytes + self._backlog > self.server.settings.sendq_bytes:
+                self.sendq_exceeded()
 
     def send_msg(self, command: str, *params: str, source: str | None = None) -> None:
         self.send(self.server.encode(command, params, source or self.server.name))
@@ -382,7 +388,8 @@ class Connection(asyncio.Protocol):
             self.abort("TLS error")
             return
         self.transport.write(cipher)
-        if self.transport.get_write_buffer_size() > self.server.settings.sendq_bytes:
+        self._backlog = self.transport.get_write_buffer_size()
+        if self._backlog > self.server.settings.sendq_bytes:
             self.sendq_exceeded()
 
     def queued_bytes(self) -> int:
@@ -396,12 +403,23 @@ class Connection(asyncio.Protocol):
 
     # --- closing --------------------------------------------------------------------------
     def sendq_exceeded(self) -> None:
-        """Drop a reader that fell behind: its backlog is discarded, not delivered."""
+        """Drop a reader that fell behind: its backlog is discarded, not delivered.
+
+        This runs inside a fan-out loop over a room's members, so the room must not change
+        under it: the client stops receiving now and leaves the shared state a moment later.
+        """
         if self.closing:
             return
+        self.closing = True
+        self.close_reason = "SendQ exceeded"
         self._out.clear()
         self._out_bytes = 0
-        self.abort("SendQ exceeded")
+        asyncio.get_running_loop().call_soon(self._drop_slow_reader)
+
+    def _drop_slow_reader(self) -> None:
+        self.server.on_closing(self)
+        if self.transport is not None:
+            self.transport.abort()
 
     def quit(self, reason: str) -> None:
         """Say ``ERROR`` with ``reason``, deliver what is queued, then close."""
