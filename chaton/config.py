@@ -82,7 +82,10 @@ class Settings:
     argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations"))
     argon2_memory_kib: int = field(default=65536, metadata=_doc("argon2id memory (KiB)"))
     argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
-    hash_workers: int = field(default=2, metadata=_doc("threads for password hashing"))
+    hash_workers: int = field(
+        default=1,
+        metadata=_doc("threads for password hashing (more: faster logins, less CPU left for chat)"),
+    )
     hash_queue_limit: int = field(default=64, metadata=_doc("logins waiting for a hasher"))
     hash_nice: int = field(
         default=10, metadata=_doc("how much lower hashing threads run than chat (0-19)")

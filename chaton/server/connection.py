@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -43,6 +44,8 @@ PLAINTEXT_REPLY = (
     b"ERROR :chaton speaks TLS only. Connect with TLS (e.g. chaton connect, or your IRC "
     b"client's TLS option) to this port.\r\n"
 )
+#: Shared by every client without capabilities or modes (``frozenset()`` is not a singleton).
+NO_FLAGS: frozenset[str] = frozenset()
 #: How long a closing connection may take to deliver its last words before it is aborted.
 CLOSE_GRACE = 5.0
 
@@ -132,13 +135,13 @@ class Connection(asyncio.Protocol):
         self.realname = ""
         self.registered = False
         self.cap_negotiating = False
-        self.caps: frozenset[str] = frozenset()  # replaced whole on change: no set per client
+        self.caps = NO_FLAGS  # replaced whole on change, so idle clients share one empty set
         self.tag_mode = 0  # bit 1: server-time, bit 2: message-tags (see app.Broadcast)
         self.account: str | None = None
         self._admin = False
         self.oper_account: str | None = None  # the admin account whose powers this client has
         self.away: str | None = None
-        self.user_modes: frozenset[str] = frozenset()
+        self.user_modes = NO_FLAGS
         self.channels: dict[str, Channel] = {}
         self.signon = time.time()
         self.pass_login: tuple[str, str] | None = None
@@ -201,7 +204,7 @@ class Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.ip = peer_ip(transport)
+        self.ip = sys.intern(peer_ip(transport))  # one string per address, not per client
         self.refusal = self.server.admit(self)
 
     def data_received(self, data: bytes) -> None:
