@@ -193,7 +193,8 @@ class ChatServer:
 
     def _flush_all(self) -> None:
         self._flush_handle = None
-        dirty, self._dirty = self._dirty, []
+        dirty = self._dirty
+        self._dirty = []
         for conn in dirty:
             conn.flush()
 

@@ -377,22 +377,26 @@ class Connection(asyncio.Protocol):
         self.send(self.server.numeric_line(code, self.name, params))
 
     def flush(self) -> None:
+        """Encrypt everything queued as one TLS record (per 4 KiB) and write it once."""
         self._dirty = False
-        if not self._out or self.transport is None or self.tls is None:
-            self._out.clear()
+        out = self._out
+        transport = self.transport
+        tls = self.tls
+        if not out or transport is None or tls is None:
+            out.clear()
             self._out_bytes = 0
             return
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         self._out_bytes = 0
         try:
-            cipher = self.tls.encrypt(data)
+            cipher = tls.encrypt(data)
         except ssl.SSLError:
             self.abort("TLS error")
             return
-        self.transport.write(cipher)
-        self._backlog = self.transport.get_write_buffer_size()
-        if self._backlog > self.server.settings.sendq_bytes:
+        transport.write(cipher)
+        backlog = self._backlog = transport.get_write_buffer_size()
+        if backlog and backlog > self.server.settings.sendq_bytes:
             self.sendq_exceeded()
 
     def queued_bytes(self) -> int:
