@@ -119,7 +119,7 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
             raise ConfigError("--event-loop uvloop: uvloop is not installed "
                               "(pip install 'chaton[fast]')") from None
         return None
-    log.info("event loop: uvloop %s", uvloop.__version__)
+    log.info("event loop: uvloop %s", getattr(uvloop, "__version__", "?"))
     return uvloop.new_event_loop
 
 

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaton import tls
 from chaton.config import Settings
@@ -30,6 +30,9 @@ from chaton.server.connection import Connection, safe_param
 from chaton.server.lines import Outgoing, encode_line
 from chaton.server.state import ServerState
 from chaton.server.throttle import SlidingWindowCounter
+
+if TYPE_CHECKING:
+    from chaton.server.accounts import AccountService
 
 __all__ = ["ChatServer"]
 
@@ -55,7 +58,7 @@ class ChatServer:
         self._closed = asyncio.Event()
         self.extensions: list[Any] = []  # domain services (accounts, bans) attach here
         self.welcome_templates: Any = None  # built by registration on first use
-        self.accounts: Any = None  # the account service, once issue 3's store is attached
+        self.accounts: AccountService | None = None  # attached by server.setup
         self.connect_rate = SlidingWindowCounter(
             settings.connect_rate_per_ip, settings.connect_rate_window
         )

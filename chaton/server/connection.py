@@ -326,9 +326,7 @@ class Connection(asyncio.Protocol):
             self._crashed(msg)
             return
         if pending is not None:
-            self._busy = True
-            task = asyncio.ensure_future(pending)
-            task.add_done_callback(lambda t, m=msg: self._finished(t, m))
+            self.run_later(pending, msg)
 
     def _finished(self, task: asyncio.Future[Any], msg: Message) -> None:
         self._busy = False
@@ -347,7 +345,8 @@ class Connection(asyncio.Protocol):
         self.quit("Internal server error")
 
     def run_later(self, pending: Awaitable[Any], msg: Message) -> None:
-        """Run ``pending`` while holding back this client's further input (used by KILL etc.)."""
+        """Run ``pending`` while holding back this client's further input (logins, admin
+        actions awaiting a commit), so its commands still run in the order sent."""
         self._busy = True
         task = asyncio.ensure_future(pending)
         task.add_done_callback(lambda t: self._finished(t, msg))
