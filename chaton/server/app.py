@@ -56,7 +56,6 @@ class ChatServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
-        self.extensions: list[Any] = []  # domain services (accounts, bans) attach here
         self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: AccountService | None = None  # attached by server.setup
         self.connect_rate = SlidingWindowCounter(
@@ -103,10 +102,8 @@ class ChatServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
-        for ext in self.extensions:
-            close = getattr(ext, "close", None)
-            if close is not None:
-                close()
+        if self.accounts is not None:
+            self.accounts.close()
         self._closed.set()
         log.info("closed: %d connections remained at the end", len(self.connections))
 
@@ -131,12 +128,7 @@ class ChatServer:
                 f"{s.connect_rate_window:g} seconds from one address"
             )
         self.connect_rate.hit(conn.ip, now)
-        for ext in self.extensions:
-            check = getattr(ext, "admit", None)
-            refusal = check(conn) if check is not None else None
-            if refusal:
-                return str(refusal)
-        return None
+        return self.accounts.admit(conn) if self.accounts is not None else None
 
     def on_tls_ready(self, conn: Connection) -> None:
         assert conn.tls is not None
@@ -236,10 +228,8 @@ class ChatServer:
             elif now - conn.last_active > s.ping_interval:
                 conn.ping_sent_at = now
                 conn.send_msg("PING", self.name)
-        for ext in self.extensions:
-            tick = getattr(ext, "tick", None)
-            if tick is not None:
-                tick(now)
+        if self.accounts is not None:
+            self.accounts.tick(now)
 
     # --- ISUPPORT -------------------------------------------------------------------------
     def _isupport(self) -> list[str]:

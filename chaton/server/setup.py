@@ -22,7 +22,6 @@ def attach_services(server: ChatServer) -> AccountService:
     os.chmod(data_dir, 0o700)
     service = AccountService(server, Store(server.settings.db_file))
     server.accounts = service
-    server.extensions.append(service)
     server.commands.update(accounts.COMMANDS)
     server.commands.update(admin.COMMANDS)
     return service
