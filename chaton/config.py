@@ -98,6 +98,11 @@ class Settings:
     )
     login_failure_window: float = field(default=60.0, metadata=_doc("that window, in seconds"))
 
+    # --- database --------------------------------------------------------------------------
+    db_poll_interval: float = field(
+        default=1.0, metadata=_doc("seconds between looks for changes the admin CLI committed")
+    )
+
     # --- derived paths ---------------------------------------------------------------------
     @property
     def ca_file(self) -> Path:
@@ -193,7 +198,7 @@ def _validate(s: Settings, source: str) -> None:
         "registration_timeout", "ping_interval", "ping_timeout", "sendq_bytes", "flood_burst",
         "flood_max_backlog", "max_clients", "connect_rate_window", "argon2_time_cost",
         "argon2_memory_kib", "argon2_parallelism", "hash_workers", "hash_queue_limit",
-        "login_failure_window",
+        "login_failure_window", "db_poll_interval",
     ]
     for name in positive:
         if getattr(s, name) <= 0:

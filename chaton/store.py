@@ -11,14 +11,26 @@ Invariants:
   account; the name as first registered is kept for display.
 - The audit table is append-only: triggers abort any UPDATE or DELETE on it.
 - Password hashes are stored, never passwords; neither appears in a repr, message or log.
-- ``meta.bans_version`` is bumped by triggers on every INSERT/UPDATE/DELETE of ``bans``, inside
-  the writing transaction, whoever the writer is. A process that caches bans compares
-  :meth:`Store.bans_version` with the value it read *before* loading them and reloads when it
-  differs. (``PRAGMA data_version`` was not used: it ignores the reading connection's own
-  writes and changes on any table, e.g. every login's ``last_login``.)
-- One ``Store`` is one connection. The server uses it from the event loop thread only
-  (``check_same_thread=False`` merely allows it to be created elsewhere); the CLI may open its
-  own ``Store`` on the same file concurrently thanks to WAL and ``busy_timeout``.
+- Change detection cannot miss a commit: triggers append one row to ``changes`` for every
+  INSERT/UPDATE/DELETE of a ban and every account created, deleted, re-roled or given a new
+  password, inside the writing transaction, whoever the writer is (server or CLI). SQLite has
+  one writer at a time, so ``seq`` grows in commit order: a reader that has applied every row
+  up to ``seq`` N and reads ``seq > N`` sees every later commit. Only the newest
+  ``CHANGES_KEPT`` rows are kept; a reader further behind than that is told so (``gap``) and
+  reloads everything. A snapshot (``load_bans``) and the ``seq`` it is current to are read in
+  one read transaction. (``PRAGMA data_version`` was not used: it says *that* something
+  changed, on any table, not *what*.)
+- One owner of the file per process. POSIX record locks belong to a process, and closing
+  *any* descriptor of a file drops all of that process's locks on it; SQLite's own document
+  "How To Corrupt An SQLite Database File" (section 2.2, "Posix advisory locks canceled by a
+  separate thread doing close()") shows how that lets another process delete a live WAL. So
+  this module never calls ``open()``/``close()`` on a database file, its ``-wal`` or its
+  ``-shm``: the file is created by SQLite itself and its mode is set by path (``os.chmod``).
+  Several ``Store`` connections in one process are fine: SQLite shares one descriptor and its
+  locks between them.
+- One ``Store`` is one connection, used by one thread at a time (the server: the event loop
+  reads, the writer thread writes, each with its own ``Store``); the CLI may open its own
+  ``Store`` on the same file concurrently thanks to WAL and ``busy_timeout``.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from chaton.protocol.names import casefold
 
@@ -42,6 +55,8 @@ __all__ = [
     "AccountExists",
     "AuditEntry",
     "BanRecord",
+    "Change",
+    "Changes",
     "Store",
     "StoreError",
 ]
@@ -104,6 +119,30 @@ class AuditEntry:
     source_ip: str = ""
 
 
+#: Rows of the change feed kept; a reader more than this many changes behind reloads all.
+CHANGES_KEPT = 10000
+_NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"  # UNIX time (unixepoch() is 3.38+)
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed change: ``kind`` is ``ban`` (``key`` = "KIND VALUE") or ``account``
+    (``key`` = the casefolded account name)."""
+
+    seq: int
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What :meth:`Store.changes_since` found: the changes, the newest ``seq``, and whether
+    some were pruned before the reader saw them (then it must reload everything)."""
+
+    items: list[Change]
+    latest: int
+    gap: bool
+
+
 # Each migration is a sequence of single SQL statements (no executescript: it would COMMIT).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1: accounts
@@ -156,6 +195,38 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER bans_version_delete AFTER DELETE ON bans
            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'bans_version'; END""",
     ),
+    # 3 -> 4: the change feed replaces the bans counter (see the module invariants): it says
+    # *which* ban or account changed, and a reader can never adopt a version it did not load.
+    (
+        "DROP TRIGGER bans_version_insert",
+        "DROP TRIGGER bans_version_update",
+        "DROP TRIGGER bans_version_delete",
+        "DROP TABLE meta",
+        """CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL
+        )""",
+        *(
+            f"""CREATE TRIGGER {name} AFTER {event} ON {table}
+               BEGIN INSERT INTO changes (at, kind, key) VALUES ({_NOW_SQL}, '{kind}', {key});
+               END"""
+            for name, event, table, kind, key in (
+                ("changes_ban_insert", "INSERT", "bans", "ban", "NEW.kind || ' ' || NEW.value"),
+                ("changes_ban_update", "UPDATE", "bans", "ban", "NEW.kind || ' ' || NEW.value"),
+                ("changes_ban_delete", "DELETE", "bans", "ban", "OLD.kind || ' ' || OLD.value"),
+                ("changes_account_insert", "INSERT", "accounts", "account", "NEW.name_key"),
+                ("changes_account_delete", "DELETE", "accounts", "account", "OLD.name_key"),
+                (
+                    "changes_account_update", "UPDATE OF role, password_hash", "accounts",
+                    "account", "NEW.name_key",
+                ),
+            )
+        ),
+        f"""CREATE TRIGGER changes_prune AFTER INSERT ON changes
+           BEGIN DELETE FROM changes WHERE seq <= NEW.seq - {CHANGES_KEPT}; END""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -179,21 +250,40 @@ def _key(name: str) -> str:
 class Store:
     """The SQLite database of one chaton server (accounts, bans, audit log)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True, readonly: bool = False) -> None:
+        """Open (``create``: or make) the database at ``path``; ``readonly`` for inspection.
+
+        A missing file with ``create=False`` is a :class:`StoreError` naming the path, so a
+        mistyped ``--data-dir`` does not silently start an empty database.
+        """
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
-        _prepare_file(self.path)
+        if not self.path.exists() and (readonly or not create):
+            raise StoreError(
+                f"no database at {self.path} (start the server once, or check --data-dir)"
+            )
+        if not readonly:
+            _prepare_dir(self.path.parent)
+        mode = "ro" if readonly else ("rwc" if create else "rw")
+        uri = f"file:{quote(str(self.path.absolute()))}?mode={mode}"
         try:
             db = sqlite3.connect(
-                self.path,
+                uri,
+                uri=True,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        if not readonly:
+            _make_private(self.path)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if readonly:
+                self._db = db
+                self.schema_version()  # "file is not a database" surfaces here
+                return
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
@@ -237,6 +327,19 @@ class Store:
             # for callers, and nothing was committed.
             raise StoreError(f"cannot write to {self.path}: {exc}") from None
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every statement in it sees the same committed snapshot."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from None
+
     def _migrate(self) -> None:
         db = self._conn()
         version = self.schema_version()
@@ -257,6 +360,60 @@ class Store:
     def schema_version(self) -> int:
         """The ``PRAGMA user_version`` of the open database."""
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_check(self, *, quick: bool = False) -> list[str]:
+        """SQLite's ``integrity_check`` (``quick_check`` with ``quick``): ``["ok"]`` or problems."""
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            rows = self._conn().execute(f"PRAGMA {pragma}").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [str(row[0]) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, for ``chaton check`` and backups' reports."""
+        db = self._conn()
+        return {
+            table: int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("accounts", "bans", "audit")
+        }
+
+    def backup(self, dest: Path) -> None:
+        """Write a consistent copy of the database to ``dest`` (a new file, mode 0600).
+
+        SQLite's online backup API copies every page inside one read transaction, so the copy
+        is a snapshot of one moment even while the server keeps committing. The copy is made
+        as ``dest.partial`` and renamed into place only after it is complete and synced, and
+        it uses the rollback journal, so it is one self-contained file.
+        """
+        dest = Path(dest)
+        partial = dest.with_name(dest.name + ".partial")
+        try:
+            partial.unlink(missing_ok=True)
+            target = sqlite3.connect(partial, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot create {partial}: {exc}") from None
+        try:
+            _make_private(partial)
+            self._conn().backup(target)
+            target.execute("PRAGMA journal_mode = DELETE")
+            problems = [r[0] for r in target.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise StoreError(f"the copy failed its check: {'; '.join(problems[:3])}")
+        except sqlite3.Error as exc:
+            target.close()
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"backup to {dest} failed: {exc}") from None
+        except BaseException:
+            target.close()
+            partial.unlink(missing_ok=True)
+            raise
+        target.close()
+        try:
+            os.replace(partial, dest)
+            _fsync_dir(dest.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot move the backup into place at {dest}: {exc}") from None
 
     def close(self) -> None:
         """Close the connection (idempotent); later calls raise :class:`StoreError`."""
@@ -416,15 +573,36 @@ class Store:
         rows = self._conn().execute(sql + " ORDER BY created, id", params).fetchall()
         return [BanRecord(*row) for row in rows]
 
-    def bans_version(self) -> int:
-        """A counter that changes whenever any connection commits a change to the bans.
+    def load_bans(self, now: float) -> tuple[list[BanRecord], int]:
+        """The bans in force at ``now`` and the change ``seq`` they are current to, read in one
+        transaction: apply :meth:`changes_since` of that ``seq`` and nothing is missed."""
+        with self._read() as db:
+            latest = self._latest_change(db)
+            return self.list_bans(now), latest
 
-        One indexed read, cheap enough to poll every few seconds. Read it *before*
-        :meth:`list_bans` so a change racing the load is seen at the next poll.
+    def changes_since(self, seq: int, limit: int = 1000) -> Changes:
+        """Changes committed after ``seq`` (at most ``limit``, oldest first).
+
+        One indexed read: cheap enough to poll every second from the event loop.
         """
-        row = self._conn().execute(
-            "SELECT value FROM meta WHERE key = 'bans_version'"
-        ).fetchone()
+        with self._read() as db:
+            latest = self._latest_change(db)
+            if latest <= seq:
+                return Changes([], latest, gap=False)
+            rows = db.execute(
+                "SELECT seq, kind, key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        items = [Change(*row) for row in rows]
+        # Pruned rows (or more than ``limit`` pending) mean the reader must reload everything.
+        gap = latest - seq > CHANGES_KEPT or (bool(items) and items[0].seq != seq + 1)
+        if gap:
+            return Changes([], latest, gap=True)
+        return Changes(items, items[-1].seq, gap=False)
+
+    @staticmethod
+    def _latest_change(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
         return int(row[0]) if row else 0
 
     def purge_expired(self, now: float, *, audit: AuditEntry | None = None) -> int:
@@ -479,20 +657,32 @@ def _too_new(path: Path, version: int) -> str:
     )
 
 
-def _prepare_file(path: Path) -> None:
-    """Create the parent directory (0700) and the database file (0600) before SQLite does.
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (the backup is not the live database file)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prepare_dir(directory: Path) -> None:
+    """Create the data directory (0700) if it is missing."""
+    try:
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create data directory {directory}: {exc.strerror}") from None
+
+
+def _make_private(path: Path) -> None:
+    """Make the database file 0600, by path (see the invariants: never a descriptor of ours).
 
     SQLite creates its ``-wal`` and ``-shm`` files with the database file's permissions, so a
     private database file keeps the whole database private.
     """
     try:
-        if not path.parent.exists():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            os.chmod(path, 0o600)
     except OSError as exc:
-        raise StoreError(f"cannot prepare database file {path}: {exc.strerror}") from None
+        raise StoreError(f"cannot make {path} private: {exc.strerror}") from None

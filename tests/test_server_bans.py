@@ -276,10 +276,10 @@ def test_load_from_store_skips_expired_and_tracks_version(tmp_path: Path) -> Non
         store.add_ban(ban(BanKind.CIDR, "2001:db8::/48", expires=NOW + 5))
         bans = BanList.load(store, NOW)
         assert len(bans) == 2
-        assert bans.version == store.bans_version()
+        assert bans.version == store.changes_since(0).latest
         assert bans.match_ip("2001:db8:0:1::1", NOW) is not None
         store.delete_ban("ip", "192.0.2.1")
-        assert store.bans_version() != bans.version
+        assert [c.key for c in store.changes_since(bans.version).items] == ["ip 192.0.2.1"]
 
 
 # --- the message ----------------------------------------------------------------------------

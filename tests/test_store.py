@@ -115,19 +115,56 @@ def test_bans_upsert_list_and_purge(store: Store) -> None:
     assert store.list_bans() == []
 
 
-def test_bans_version_seen_across_connections(db_path: Path) -> None:
+def test_change_feed_names_every_commit_from_every_connection(db_path: Path) -> None:
     with Store(db_path) as server, Store(db_path) as cli:
-        v0 = server.bans_version()
-        cli.add_account("alice", "$argon2id$x")
-        assert server.bans_version() == v0  # accounts do not count
+        start = server.changes_since(0).latest
+        cli.add_account("Alice", "$argon2id$x")
+        cli.touch_login("alice", 5.0)  # bookkeeping, not a change anyone must react to
+        cli.set_role("alice", "admin")
+        cli.set_password_hash("alice", "$argon2id$y")
         cli.add_ban(BanRecord("nick", "bob", "", "cli", 1.0))
-        v1 = server.bans_version()
-        assert v1 != v0
         server.add_ban(BanRecord("nick", "bob", "again", "srv", 2.0))  # own writes count too
-        v2 = server.bans_version()
-        assert v2 != v1
         assert cli.delete_ban("nick", "bob")
-        assert server.bans_version() != v2
+        cli.delete_account("alice")
+        changes = server.changes_since(start)
+        assert not changes.gap
+        assert [(c.kind, c.key) for c in changes.items] == [
+            ("account", "alice"),
+            ("account", "alice"),
+            ("account", "alice"),
+            ("ban", "nick bob"),
+            ("ban", "nick bob"),
+            ("ban", "nick bob"),
+            ("account", "alice"),
+        ]
+        assert [c.seq for c in changes.items] == list(range(start + 1, changes.latest + 1))
+        assert server.changes_since(changes.latest).items == []
+        # Read in pieces, nothing is skipped or repeated.
+        first = server.changes_since(start, limit=3)
+        rest = server.changes_since(first.latest)
+        assert first.items + rest.items == changes.items
+
+
+def test_change_feed_reports_a_gap_when_pruned(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import chaton.store as store_module
+
+    with Store(db_path) as store:
+        start = store.changes_since(0).latest
+        db = store._conn()
+        db.execute("DROP TRIGGER changes_prune")  # prune after 3 rows instead of 10000
+        db.execute(
+            "CREATE TRIGGER changes_prune AFTER INSERT ON changes"
+            " BEGIN DELETE FROM changes WHERE seq <= NEW.seq - 3; END"
+        )
+        monkeypatch.setattr(store_module, "CHANGES_KEPT", 3)
+        for i in range(5):
+            store.add_ban(BanRecord("nick", f"n{i}", "", "t", 1.0))
+        behind = store.changes_since(start)
+        assert behind.gap and behind.items == []
+        recent = store.changes_since(behind.latest - 2)
+        assert not recent.gap and [c.key for c in recent.items] == ["nick n3", "nick n4"]
+        records, seq = store.load_bans(0.0)
+        assert seq == behind.latest and len(records) == 5
 
 
 def _make_v1(path: Path) -> None:
@@ -164,9 +201,9 @@ def test_migrates_version_1_database_keeping_data(db_path: Path) -> None:
             "$argon2id$old",
         )
         assert (account.created, account.last_login) == (12.5, 99.0)
-        v = store.bans_version()
+        seq = store.changes_since(0).latest
         store.add_ban(BanRecord("ip", "192.0.2.9", "", "t", 1.0), audit=_entry("ban.add", "x"))
-        assert store.bans_version() != v
+        assert [c.key for c in store.changes_since(seq).items] == ["ip 192.0.2.9"]
         with pytest.raises(sqlite3.DatabaseError):
             store._conn().execute("DELETE FROM audit")
     with Store(db_path) as again:  # reopening an up-to-date file is a no-op

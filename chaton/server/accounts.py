@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from chaton.datadir import DataDirLock
 from chaton.passwords import HashPool, HashPoolBusy, Passwords
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
@@ -36,14 +37,13 @@ if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.connection import Connection
 
-__all__ = ["COMMANDS", "AccountService"]
+__all__ = ["COMMANDS", "AccountService", "store_failure"]
 
 log = logging.getLogger("chaton")
 
 SASL_CHUNK = 400
 #: Longest SASL PLAIN payload (base64) we accept: authzid, authcid and password fit easily.
 SASL_MAX = 1600
-BANS_POLL_INTERVAL = 2.0
 LOGIN_HINT = (
     "log in with SASL (chaton connect asks for the password) or send "
     "PASS {nick}:<password> before NICK"
@@ -53,7 +53,7 @@ LOGIN_HINT = (
 class AccountService:
     """Logins, bans and the audit trail of one running server."""
 
-    def __init__(self, server: ChatServer, store: Store) -> None:
+    def __init__(self, server: ChatServer, store: Store, lock: DataDirLock | None = None) -> None:
         s = server.settings
         self.server = server
         self.store = store  # reads on the loop (WAL: never blocked by the writer)
@@ -66,11 +66,15 @@ class AccountService:
             s.login_failures_per_account, s.login_failure_window
         )
         self._next_poll = 0.0
+        self._lock = lock  # one server per data dir, released last
+        self.on_account_change: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
         self.writer.close()
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
 
     # --- hooks called by the server core ---------------------------------------------------
     def admit(self, conn: Connection) -> str | None:
@@ -79,19 +83,48 @@ class AccountService:
         return ban_message(record, time.time()) if record is not None else None
 
     def tick(self, now_monotonic: float) -> None:
-        """Pick up bans changed by another process (the offline CLI) and enforce them."""
+        """Apply what was committed since the last look, by the CLI or by this server."""
         if now_monotonic < self._next_poll:
             return
-        self._next_poll = now_monotonic + BANS_POLL_INTERVAL
+        self._next_poll = now_monotonic + self.server.settings.db_poll_interval
         try:
-            version = self.store.bans_version()
-        except Exception:
-            log.exception("bans-poll-error")
-            return
-        if version != self.bans.version:
+            self.apply_changes()
+        except StoreError as exc:
+            log.error("changes-poll-error: %s", exc)
+
+    def apply_changes(self) -> None:
+        """Bring the ban cache up to the database, and tell listeners of account changes.
+
+        The cache's ``version`` is the change ``seq`` it has applied; it only ever moves to a
+        ``seq`` whose changes were read, so a commit racing ours cannot be skipped.
+        """
+        changes = self.store.changes_since(self.bans.version)
+        if changes.gap:
             self.bans = BanList.load(self.store, time.time())
             log.info("bans reloaded from the database (%d in force)", len(self.bans))
             self.enforce_all()
+            return
+        now = time.time()
+        for change in changes.items:
+            if change.kind == "ban":
+                kind, _, value = change.key.partition(" ")
+                self._ban_changed(kind, value, now)
+            elif change.kind == "account":
+                for listener in self.on_account_change:
+                    listener(change.key)
+        self.bans.version = changes.latest
+
+    def _ban_changed(self, kind: str, value: str, now: float) -> None:
+        record = self.store.get_ban(kind, value)
+        if record is None or record.expired(now):
+            self.bans.remove(kind, value)
+            return
+        try:
+            self.bans.add(record)
+        except ValueError:
+            log.warning("skipping unreadable ban %s:%r", kind, value)
+            return
+        self.enforce(record)
 
     def may_use_nick(self, conn: Connection, nick: str) -> bool:
         """Refuse a banned or reserved nickname; the refusal is sent from here."""
@@ -251,19 +284,34 @@ class AccountService:
         )
 
     async def record_admin_action(
-        self, conn: Connection, action: str, target: str, reason: str
-    ) -> None:
-        """Commit an audit line, then tell the admins online (KICK, KILL, OPER...)."""
+        self, conn: Connection, command: str, action: str, target: str, reason: str
+    ) -> bool:
+        """Commit an audit line, then tell the admins online (KICK, KILL, OPER...).
+
+        False when the line cannot be committed (disk full, read-only data dir): the admin
+        has been told ``FAIL <command> STORE_ERROR`` and the action must not be carried out.
+        """
         entry = self.audit_entry(conn, action, target, reason)
-        await self.writer.run(
-            "audit", entry.actor, entry.action, entry.target, entry.reason, entry.source_ip,
-            at=entry.at,
-        )
+        try:
+            await self.writer.run(
+                "audit", entry.actor, entry.action, entry.target, entry.reason,
+                entry.source_ip, at=entry.at,
+            )
+        except StoreError as exc:
+            log.error("audit-write-failed action=%s: %s", action, exc)
+            store_failure(conn, command, f"{command} not done", exc)
+            return False
         self.announce(entry)
+        return True
 
     def announce(self, entry: AuditEntry) -> None:
         why = f" ({entry.reason})" if entry.reason else ""
         self.server.notice_admins(f"{entry.actor} {entry.action} {entry.target}{why}")
+
+
+def store_failure(conn: Connection, command: str, what: str, exc: StoreError) -> None:
+    """Tell ``conn`` that ``what`` was not done because the database refused the write."""
+    conn.send_msg("FAIL", command, "STORE_ERROR", f"{what}: {exc}")
 
 
 def _service(server: ChatServer) -> AccountService:
@@ -364,9 +412,10 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
             log.info("oper-refused ip=%s account=%s role=%s", conn.ip, account.name, account.role)
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
+    if not await svc.record_admin_action(conn, "OPER", "oper", conn.name, ""):
+        return
     conn.is_admin = True
     conn.oper_account = account.name
-    await svc.record_admin_action(conn, "oper", conn.name, "")
     conn.numeric(num.RPL_YOUREOPER, "You are now an IRC operator")
     conn.send_msg("MODE", conn.name, "+o", source=conn.name)
 

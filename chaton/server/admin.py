@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
-from chaton.server.accounts import AccountService
+from chaton.server.accounts import AccountService, store_failure
 from chaton.server.bans import (
     BanError,
     BanKind,
@@ -60,7 +60,8 @@ def kill(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 async def _kill(server: ChatServer, conn: Connection, victim: Connection, reason: str) -> None:
-    await _service(server).record_admin_action(conn, "kill", victim.name, reason)
+    if not await _service(server).record_admin_action(conn, "KILL", "kill", victim.name, reason):
+        return
     victim.quit(f"Killed by {conn.name}: {reason}")
     _note(server, conn, f"Killed {victim.name}: {reason}")
 
@@ -160,9 +161,8 @@ async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> No
             records.append(await svc.writer.run("add_ban", record, audit=entry))
             svc.bans.add(record)
             svc.announce(entry)
-        svc.bans.version = svc.store.bans_version()
     except StoreError as exc:
-        _fail(conn, "STORE_ERROR", f"Ban not saved: {exc}")
+        store_failure(conn, "UBAN", "Ban not saved", exc)
         return
     lasting = f"for {format_duration(duration)}" if duration else "permanently"
     names = ", ".join(format_target(BanKind(r.kind), r.value) for r in records)
@@ -183,13 +183,12 @@ async def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
     try:
         removed = await svc.writer.run("delete_ban", kind.value, value, audit=entry)
     except StoreError as exc:
-        _fail(conn, "STORE_ERROR", f"Ban not removed: {exc}")
+        store_failure(conn, "UBAN", "Ban not removed", exc)
         return
     if not removed:
         _fail(conn, "NO_SUCH_BAN", f"No ban on {format_target(kind, value)}")
         return
     svc.bans.remove(kind, value)
-    svc.bans.version = svc.store.bans_version()
     svc.announce(entry)
     _note(server, conn, f"Removed the ban on {format_target(kind, value)}")
 

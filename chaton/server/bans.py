@@ -254,8 +254,8 @@ def ban_message(record: BanRecord, now: float) -> str:
 class BanList:
     """The bans in force, indexed for matching; the server's cache of the ``bans`` table.
 
-    ``version`` is the :meth:`Store.bans_version` read just before loading: when the store's
-    value differs, another process changed the bans and the list should be loaded again.
+    ``version`` is the ``seq`` of the store's change feed that the list is current to: the
+    server applies :meth:`Store.changes_since` of it (see ``chaton.store``).
     """
 
     __slots__ = ("_account", "_cidr", "_ip", "_nick", "version")
@@ -273,9 +273,9 @@ class BanList:
     @classmethod
     def load(cls, store: Store, now: float) -> BanList:
         """The bans in ``store`` still in force at ``now``; rows that do not parse are skipped."""
-        version = store.bans_version()
+        records, version = store.load_bans(now)
         bans = cls(version=version)
-        for record in store.list_bans(now):
+        for record in records:
             try:
                 bans.add(record)
             except ValueError:

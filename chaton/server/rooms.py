@@ -253,10 +253,10 @@ async def _kick(
     server: ChatServer, conn: Connection, room: Channel, victims: list[Connection], reason: str
 ) -> None:
     for victim in victims:
-        if server.accounts is not None:
-            await server.accounts.record_admin_action(
-                conn, "kick", f"{room.name} {victim.name}", reason
-            )
+        if server.accounts is not None and not await server.accounts.record_admin_action(
+            conn, "KICK", "kick", f"{room.name} {victim.name}", reason
+        ):
+            return
         if victim in room.members:
             kick_from(server, room, victim, conn.source, reason)
 

@@ -5,22 +5,49 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from chaton.datadir import DataDirLock
 from chaton.server import accounts, admin
 from chaton.server.accounts import AccountService
-from chaton.store import Store
+from chaton.store import Store, StoreError
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
 
 __all__ = ["attach_services"]
 
+RESTORE_HINT = "restore a backup (see 'Backups' in the README) or move the file away"
+
 
 def attach_services(server: ChatServer) -> AccountService:
-    """Open the database in the data dir (made 0700) and attach accounts, bans and admin."""
+    """Lock the data dir (made 0700), open and check its database, attach the services.
+
+    Raises :class:`chaton.datadir.DataDirInUse` when another server holds the data dir and
+    :class:`StoreError` (one line saying what to do) when the database is unusable.
+    """
     data_dir = server.settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
-    service = AccountService(server, Store(server.settings.db_file))
+    lock = DataDirLock(data_dir).acquire()
+    try:
+        store = Store(server.settings.db_file)
+        try:
+            problems = store.integrity_check(quick=True)
+            if problems != ["ok"]:
+                raise StoreError(
+                    f"database {store.path} is damaged ({'; '.join(problems[:2])}); "
+                    + RESTORE_HINT
+                )
+            service = AccountService(server, store, lock)
+        except BaseException:
+            store.close()
+            raise
+    except StoreError as exc:
+        lock.release()
+        text = str(exc)
+        raise StoreError(text if RESTORE_HINT in text else f"{text}; {RESTORE_HINT}") from None
+    except BaseException:
+        lock.release()
+        raise
     server.accounts = service
     server.commands.update(accounts.COMMANDS)
     server.commands.update(admin.COMMANDS)

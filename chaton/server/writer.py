@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chaton.store import Store
 
 __all__ = ["StoreWriter"]
 
 log = logging.getLogger("chaton")
+
+T = TypeVar("T")
 
 
 class StoreWriter:
@@ -29,15 +32,22 @@ class StoreWriter:
         self._store: Store | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaton-db")
 
-    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _with_store(self, fn: Callable[[Store], T]) -> T:
         if self._store is None:
             self._store = Store(self._path)
-        return getattr(self._store, method)(*args, **kwargs)
+        return fn(self._store)
+
+    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._with_store(lambda store: getattr(store, method)(*args, **kwargs))
 
     async def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``Store.<method>(*args, **kwargs)`` on the writer thread; return its result."""
         future = self._executor.submit(self._call, method, args, kwargs)
         return await asyncio.wrap_future(future)
+
+    async def call(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the writer thread, in turn with every other write."""
+        return await asyncio.wrap_future(self._executor.submit(self._with_store, fn))
 
     def submit(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Fire and forget (for bookkeeping such as ``last_login``); failures are logged."""

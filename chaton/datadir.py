@@ -1,0 +1,61 @@
+"""One server per data directory: an exclusive lock held for the server's whole life.
+
+Invariants:
+- The lock is ``flock(LOCK_EX | LOCK_NB)`` on ``serve.lock`` in the data dir, never on the
+  database file: SQLite owns that file's POSIX locks (see ``chaton.store``), and ``flock``
+  locks are a separate kind that never interferes with them.
+- The kernel drops the lock when the holder dies, ``kill -9`` included, so a stale lock file
+  never blocks a restart; the pid written into it is only there to name the holder.
+- Admin CLI commands do not take this lock: they are meant to run next to the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+__all__ = ["LOCK_NAME", "DataDirInUse", "DataDirLock"]
+
+LOCK_NAME = "serve.lock"
+
+
+class DataDirInUse(Exception):
+    """Another chaton server already serves from this data directory."""
+
+
+class DataDirLock:
+    """Held while a server runs on ``data_dir``; :meth:`release` (or exit) frees it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> DataDirLock:
+        """Take the lock or raise :class:`DataDirInUse` naming the holder's pid."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirInUse(
+                f"data dir {self.path.parent} is in use by chaton (pid {holder}); "
+                "stop that server first, or use another --data-dir"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Free the lock (idempotent). The file stays; an unlocked file means nothing."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
