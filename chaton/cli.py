@@ -1,4 +1,4 @@
-"""``chaton`` command line: serve, connect, certs, account, ban, audit.
+"""``chaton`` command line: serve, connect, certs, account, ban, audit, backup, check.
 
 Secrets never come from argv: passwords are prompted (hidden) or read from stdin.
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 
 from chaton import __version__, certs
 from chaton.config import ConfigError, Settings, load_settings
+from chaton.datadir import DataDirInUse
+from chaton.store import StoreError
 
 __all__ = ["main", "serve"]
 
@@ -186,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except certs.CertError as exc:
         print(f"chaton: certificate error: {exc}", file=sys.stderr)
         return 2
+    except (StoreError, DataDirInUse) as exc:
+        print(f"chaton: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"chaton: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -1,9 +1,10 @@
 """Offline administration: accounts, bans and the audit log, on the server's own database.
 
-``chaton account|ban|audit ...`` open the same SQLite file as a running server (WAL lets both
-work at once). Every change is written together with its audit line in one transaction,
-with the actor ``cli:<os user>``. A running server notices ban changes through
-``Store.bans_version()`` at its next poll; account changes apply at the next login.
+``chaton account|ban|audit|backup|check ...`` open the same SQLite file as a running server
+(WAL lets both work at once; see ``chaton.store`` for why that is safe). Every change is
+written together with its audit line in one transaction, with the actor ``cli:<os user>``;
+a running server applies it from the store's change feed within ``db_poll_interval``.
+Commands that only read never create a database: a mistyped ``--data-dir`` is an error.
 
 Errors are one line on stderr and a non-zero exit status, never a traceback. Passwords are
 read from the terminal or standard input, never from the command line.
@@ -15,6 +16,7 @@ import argparse
 import functools
 import getpass
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from chaton.config import ConfigError, Settings, load_settings
+from chaton.datadir import DataDirInUse, DataDirLock
 from chaton.passwords import PasswordInputError, Passwords, read_new_password
 from chaton.protocol.names import valid_nick
 from chaton.server.bans import (
@@ -34,7 +37,15 @@ from chaton.server.bans import (
     parse_target,
     touches_loopback,
 )
-from chaton.store import ROLES, AccountExists, AuditEntry, BanRecord, Store, StoreError
+from chaton.store import (
+    ROLES,
+    SCHEMA_VERSION,
+    AccountExists,
+    AuditEntry,
+    BanRecord,
+    Store,
+    StoreError,
+)
 
 __all__ = ["CliError", "add_subcommands", "main"]
 
@@ -66,8 +77,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(Path(config) if config else None, data_dir=data_dir)
 
 
-def _open(settings: Settings) -> Store:
-    return Store(settings.db_file)
+def _open(settings: Settings, *, create: bool = False, readonly: bool = False) -> Store:
+    return Store(settings.db_file, create=create, readonly=readonly)
 
 
 def _printable(text: str) -> str:
@@ -141,7 +152,7 @@ def cmd_account_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     name = _account_name(settings, args.name)
     role = "admin" if args.admin else "user"
-    with _open(settings) as store:
+    with _open(settings, create=True) as store:
         if store.get_account(name) is not None:
             raise CliError(f"account {name!r} already exists")
         password = read_new_password(stdin=args.password_stdin)
@@ -192,7 +203,7 @@ def cmd_account_del(args: argparse.Namespace) -> int:
 def cmd_account_list(args: argparse.Namespace) -> int:
     """account list"""
     settings = _settings(args)
-    with _open(settings) as store:
+    with _open(settings, readonly=True) as store:
         accounts = store.list_accounts()
     if not accounts:
         print("no accounts")
@@ -253,7 +264,7 @@ def cmd_ban_add(args: argparse.Namespace) -> int:
     )
     span = "permanent" if seconds is None else f"for {format_duration(seconds)}"
     audit_reason = f"{reason} ({span})" if reason else f"({span})"
-    with _open(settings) as store:
+    with _open(settings, create=True) as store:
         existed = store.get_ban(kind.value, value) is not None
         store.add_ban(record, audit=_audit("ban.add", target, audit_reason, at=now))
     print(f"ban on {target} {'updated' if existed else 'added'} ({span})")
@@ -278,7 +289,7 @@ def cmd_ban_list(args: argparse.Namespace) -> int:
     """ban list"""
     settings = _settings(args)
     now = time.time()
-    with _open(settings) as store:
+    with _open(settings, readonly=True) as store:
         bans = store.list_bans(now)
     if not bans:
         print("no bans in force")
@@ -325,7 +336,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """audit [--since WHEN]"""
     settings = _settings(args)
     since = parse_since(args.since, time.time()) if args.since else None
-    with _open(settings) as store:
+    with _open(settings, readonly=True) as store:
         entries = store.audit_since(since)
     if not entries:
         print("no audit entries")
@@ -335,6 +346,110 @@ def cmd_audit(args: argparse.Namespace) -> int:
         [(_when(e.at), e.actor, e.action, e.target, e.reason, e.source_ip or "-") for e in entries],
     )
     return EXIT_OK
+
+
+# --- backup and check ------------------------------------------------------------------------
+
+
+def _summary(store: Store) -> str:
+    counts = store.counts()
+    return (
+        f"schema version {store.schema_version()}, {counts['accounts']} accounts, "
+        f"{counts['bans']} bans, {counts['audit']} audit lines"
+    )
+
+
+@_command
+def cmd_backup(args: argparse.Namespace) -> int:
+    """backup FILE [--force]"""
+    settings = _settings(args)
+    dest = Path(args.file)
+    if dest.exists() and not args.force:
+        raise CliError(f"{dest} exists; add --force to replace it")
+    if dest.is_dir():
+        raise CliError(f"{dest} is a directory; give a file name such as {dest}/chaton.db")
+    if dest.resolve() == settings.db_file.resolve():
+        raise CliError("the backup cannot be the live database itself")
+    with _open(settings, readonly=True) as store:
+        store.backup(dest)
+    with Store(dest, readonly=True) as copy:
+        summary = _summary(copy)
+    print(f"backup of {settings.db_file} written to {dest} ({summary}; check ok)")
+    return EXIT_OK
+
+
+@_command
+def cmd_check(args: argparse.Namespace) -> int:
+    """check"""
+    settings = _settings(args)
+    with _open(settings, readonly=True) as store:
+        problems = store.integrity_check()
+        version = store.schema_version()
+        summary = _summary(store) if problems == ["ok"] else ""
+    if problems != ["ok"]:
+        for line in problems[:20]:
+            print(f"chaton: {_printable(line)}", file=sys.stderr)
+        raise CliError(
+            f"{settings.db_file} is damaged ({len(problems)} problem(s)); stop the server and "
+            "restore a backup (see 'Backups' in the README)"
+        )
+    if version < SCHEMA_VERSION:
+        summary += f" (this chaton is at {SCHEMA_VERSION}; the server migrates at start)"
+    print(f"{settings.db_file}: integrity ok, {summary}")
+    return EXIT_OK
+
+
+@_command
+def cmd_restore(args: argparse.Namespace) -> int:
+    """restore FILE"""
+    settings = _settings(args)
+    source = Path(args.file)
+    if not source.is_file():
+        raise CliError(f"{source} is not a file")
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        lock = DataDirLock(settings.data_dir).acquire()  # no server may run meanwhile
+    except DataDirInUse as exc:
+        raise CliError(f"{exc}; a restore needs the server stopped") from None
+    try:
+        with Store(source, readonly=True) as backup:
+            problems = backup.integrity_check()
+            if problems != ["ok"]:
+                raise CliError(f"{source} is damaged ({problems[0]}); not restored")
+            summary = _summary(backup)
+        kept = _restore_file(source, settings.db_file)
+    finally:
+        lock.release()
+    moved = f"; the previous database is kept as {kept}" if kept else ""
+    print(f"restored {settings.db_file} from {source} ({summary}){moved}")
+    return EXIT_OK
+
+
+def _restore_file(source: Path, db_file: Path) -> Path | None:
+    """Put a copy of ``source`` in place of ``db_file``; return where the old one went.
+
+    The old database's ``-wal`` and ``-shm`` go with it: a WAL left next to the restored
+    file would be replayed into it and corrupt it. No connection of this process holds any
+    of these files (the data dir lock keeps the server out), so opening them is safe here.
+    """
+    partial = db_file.with_name(db_file.name + ".restoring")
+    shutil.copyfile(source, partial)
+    os.chmod(partial, 0o600)
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    kept: Path | None = None
+    if db_file.exists():
+        kept = db_file.with_name(f"{db_file.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(db_file, kept)
+        for suffix in ("-wal", "-shm"):
+            side = db_file.with_name(db_file.name + suffix)
+            if side.exists():
+                os.replace(side, kept.with_name(kept.name + suffix))
+    os.replace(partial, db_file)
+    return kept
 
 
 # --- argparse ------------------------------------------------------------------------------
@@ -433,10 +548,44 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     p.set_defaults(func=cmd_audit)
 
+    p = subparsers.add_parser(
+        "backup",
+        parents=[common],
+        help="copy the database safely, even while the server runs",
+        description="Write a consistent copy of the database (SQLite's online backup), "
+        "safe while the server runs and writes. To restore: stop the server, copy the "
+        "backup back with 'chaton restore FILE', start the server.",
+    )
+    p.add_argument("file", metavar="FILE", help="where to write the copy (a new file)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_backup)
+
+    p = subparsers.add_parser(
+        "check",
+        parents=[common],
+        help="check the database's integrity and schema version",
+        description="Run SQLite's integrity_check on the database (read-only, safe while the "
+        "server runs) and report its schema version and size. Exit 1 if it is damaged.",
+    )
+    p.set_defaults(func=cmd_check)
+
+    p = subparsers.add_parser(
+        "restore",
+        parents=[common],
+        help="put a backup back in place (the server must be stopped)",
+        description="Check FILE, then make it the database. The server must be stopped "
+        "(refused otherwise). The replaced database and its -wal/-shm files are kept "
+        "next to it as chaton.db.before-restore-TIMESTAMP.",
+    )
+    p.add_argument("file", metavar="FILE", help="a file written by 'chaton backup'")
+    p.set_defaults(func=cmd_restore)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="chaton", description="chaton offline administration (accounts, bans, audit)."
+        prog="chaton",
+        description="chaton offline administration: accounts, bans, audit, backup, check, "
+        "restore.",
     )
     add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     return parser

@@ -29,6 +29,7 @@ class Cli:
         self.config = tmp_path / "chaton.toml"
         self.config.write_text(FAST_CONFIG)
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "USER": "tester", "LOGNAME": "tester"}
+        Store(self.data_dir / "chaton.db").close()  # as a server's first run leaves it
 
     def __call__(
         self, *argv: str, input: str | None = None, common: bool = True

@@ -145,7 +145,9 @@ def test_change_feed_names_every_commit_from_every_connection(db_path: Path) -> 
         assert first.items + rest.items == changes.items
 
 
-def test_change_feed_reports_a_gap_when_pruned(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_change_feed_reports_a_gap_when_pruned(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import chaton.store as store_module
 
     with Store(db_path) as store:

@@ -49,6 +49,10 @@ class StoreWriter:
         """Run ``fn(store)`` on the writer thread, in turn with every other write."""
         return await asyncio.wrap_future(self._executor.submit(self._with_store, fn))
 
+    def queued(self) -> int:
+        """Writes submitted and not yet started (for metrics, and for tests that order them)."""
+        return self._executor._work_queue.qsize()
+
     def submit(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Fire and forget (for bookkeeping such as ``last_login``); failures are logged."""
         future = self._executor.submit(self._call, method, args, kwargs)
