@@ -111,6 +111,58 @@ def test_cli_changes_reach_the_running_server_within_two_seconds(server: Running
     guest.expect("433")
 
 
+def test_cli_demotion_and_deletion_reach_live_sessions_within_two_seconds(
+    server: RunningServer,
+) -> None:
+    args = cli_config(server)
+    add_account(server.settings, "boss", PW, admin=True)
+    add_account(server.settings, "chief", PW, admin=True)
+    add_account(server.settings, "carol", PW)
+    boss = server.client()
+    assert sasl_login(boss, "boss", "boss", PW).command == "903"
+    boss.send("CAP END")
+    boss.expect("001")
+    guest = server.client("guest")  # admin by OPER, not by its login
+    guest.send(f"OPER chief :{PW}")
+    guest.expect("381")
+    carol = server.client()
+    assert sasl_login(carol, "carol", "carol", PW).command == "903"
+    carol.send("CAP END")
+    carol.expect("001")
+
+    for name in ("boss", "chief"):
+        made = run_chaton("account", "role", name, "user", *args)
+        assert made.returncode == 0, made.stderr
+    for c in (boss, guest):
+        c.expect("MODE", where=lambda m: m.params[-1] == "-o", timeout=2.0)
+        c.expect("NOTICE", where=lambda m: "withdrawn" in m.params[-1])
+        c.send("UBAN LIST")
+        c.expect("481")
+
+    assert run_chaton("account", "del", "carol", *args).returncode == 0
+    carol.wait_closed(timeout=2.0)
+    assert any("account was deleted" in m.param(0) for m in carol.log if m.command == "ERROR")
+
+
+def test_banned_admin_account_cannot_oper_and_its_oper_sessions_are_dropped(
+    server: RunningServer,
+) -> None:
+    args = cli_config(server)
+    add_account(server.settings, "chief", PW, admin=True)
+    opered = server.client("guest1")
+    opered.send(f"OPER chief :{PW}")
+    opered.expect("381")
+    made = run_chaton("ban", "add", "account:chief", "--reason", "left the team", *args)
+    assert made.returncode == 0, made.stderr
+    opered.wait_closed(timeout=2.0)  # matched by the account it OPER'd as
+    assert any("left the team" in m.param(0) for m in opered.log if m.command == "ERROR")
+    again = server.client("guest2")
+    again.send(f"OPER chief :{PW}")
+    again.expect("464")  # the same generic failure as a wrong password
+    again.send("UBAN LIST")
+    again.expect("481")
+
+
 def test_cli_ban_committed_between_server_commit_and_cache_update_is_enforced(
     server: RunningServer,
 ) -> None:

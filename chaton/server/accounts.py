@@ -67,7 +67,6 @@ class AccountService:
         )
         self._next_poll = 0.0
         self._lock = lock  # one server per data dir, released last
-        self.on_account_change: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
@@ -110,9 +109,32 @@ class AccountService:
                 kind, _, value = change.key.partition(" ")
                 self._ban_changed(kind, value, now)
             elif change.kind == "account":
-                for listener in self.on_account_change:
-                    listener(change.key)
+                self._account_changed(change.key)
         self.bans.version = changes.latest
+
+    def _account_changed(self, key: str) -> None:
+        """Re-derive the sessions of account ``key`` from its current record.
+
+        A deleted account's sessions are closed; a session whose admin powers came from an
+        account that is no longer an admin loses them and is told.
+        """
+        account = self.store.get_account(key)
+        for conn in list(self.server.connections):
+            if conn.closing:
+                continue
+            logged_in = conn.account is not None and casefold(conn.account) == key
+            opered = conn.oper_account is not None and casefold(conn.oper_account) == key
+            if account is None and logged_in:
+                log.info("account-deleted: closing session ip=%s account=%s", conn.ip, key)
+                conn.quit("Your account was deleted")
+            elif opered and conn.is_admin and (account is None or not account.is_admin):
+                conn.is_admin = False
+                conn.oper_account = None
+                if conn.registered:
+                    conn.send_msg("MODE", conn.name, "-o", source=conn.name)
+                    conn.send_msg("NOTICE", conn.name,
+                                  "*** Your admin powers were withdrawn (the account changed)")
+                log.info("admin-revoked ip=%s account=%s", conn.ip, key)
 
     def _ban_changed(self, kind: str, value: str, now: float) -> None:
         record = self.store.get_ban(kind, value)
@@ -255,9 +277,16 @@ class AccountService:
         conn.quit(text)
 
     def matches(self, conn: Connection, record: BanRecord) -> bool:
-        probe = BanList([record])
-        hit = probe.match(time.time(), ip=conn.ip, nick=conn.nick, account=conn.account)
-        return hit is not None
+        return self.ban_for(conn, BanList([record]), time.time()) is not None
+
+    @staticmethod
+    def ban_for(conn: Connection, bans: BanList, now: float) -> BanRecord | None:
+        """The ban in ``bans`` that catches ``conn``: its address, nick, login account, or
+        the account whose admin powers it took with OPER."""
+        found = bans.match(now, ip=conn.ip, nick=conn.nick, account=conn.account)
+        if found is None and conn.oper_account is not None:
+            found = bans.match_account(conn.oper_account, now)
+        return found
 
     def enforce(self, record: BanRecord) -> list[Connection]:
         """Disconnect everyone ``record`` matches (a new ban applies at once)."""
@@ -272,7 +301,7 @@ class AccountService:
         for conn in list(self.server.connections):
             if conn.closing:
                 continue
-            record = self.bans.match(now, ip=conn.ip, nick=conn.nick, account=conn.account)
+            record = self.ban_for(conn, self.bans, now)
             if record is not None:
                 self._refuse_banned(conn, record)
 
@@ -406,10 +435,12 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
     account = await svc.check_password(conn, name, password)
     if conn.closing:
         return
-    if account is None or not account.is_admin:
+    banned = account is not None and svc.bans.match_account(account.name, time.time())
+    if account is None or not account.is_admin or banned:
         if account is not None:  # right password, but not an admin: same reply, counted
             svc.failed_by_ip.hit(conn.ip, time.monotonic())
-            log.info("oper-refused ip=%s account=%s role=%s", conn.ip, account.name, account.role)
+            log.info("oper-refused ip=%s account=%s role=%s banned=%s",
+                     conn.ip, account.name, account.role, bool(banned))
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
     if not await svc.record_admin_action(conn, "OPER", "oper", conn.name, ""):

@@ -197,7 +197,8 @@ class ChatServer:
     def _sweep_interval(self) -> float:
         s = self.settings
         shortest = min(s.tls_handshake_timeout, s.registration_timeout, s.ping_timeout)
-        return max(0.05, min(1.0, shortest / 4))
+        # Half the poll interval, so a CLI change is applied within 1.5 polls at worst.
+        return max(0.05, min(1.0, shortest / 4, s.db_poll_interval / 2))
 
     async def _sweep_forever(self) -> None:
         interval = self._sweep_interval()
