@@ -364,10 +364,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """backup FILE [--force]"""
     settings = _settings(args)
     dest = Path(args.file)
-    if dest.exists() and not args.force:
-        raise CliError(f"{dest} exists; add --force to replace it")
     if dest.is_dir():
         raise CliError(f"{dest} is a directory; give a file name such as {dest}/chaton.db")
+    if dest.exists() and not args.force:
+        raise CliError(f"{dest} exists; add --force to replace it")
     if dest.resolve() == settings.db_file.resolve():
         raise CliError("the backup cannot be the live database itself")
     with _open(settings, readonly=True) as store:

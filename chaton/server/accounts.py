@@ -92,10 +92,11 @@ class AccountService:
             log.error("changes-poll-error: %s", exc)
 
     def apply_changes(self) -> None:
-        """Bring the ban cache up to the database, and tell listeners of account changes.
+        """Bring the ban cache and the live sessions up to the database's current records.
 
         The cache's ``version`` is the change ``seq`` it has applied; it only ever moves to a
-        ``seq`` whose changes were read, so a commit racing ours cannot be skipped.
+        ``seq`` whose changes were read, so a commit racing ours cannot be skipped. Each
+        changed ban or account is read once per poll, however often it changed.
         """
         changes = self.store.changes_since(self.bans.version)
         if changes.gap:
@@ -104,12 +105,13 @@ class AccountService:
             self.enforce_all()
             return
         now = time.time()
-        for change in changes.items:
-            if change.kind == "ban":
-                kind, _, value = change.key.partition(" ")
-                self._ban_changed(kind, value, now)
-            elif change.kind == "account":
-                self._account_changed(change.key)
+        changed = dict.fromkeys((c.kind, c.key) for c in changes.items)  # in order, once
+        for kind, key in changed:
+            if kind == "ban":
+                ban_kind, _, value = key.partition(" ")
+                self._ban_changed(ban_kind, value, now)
+            elif kind == "account":
+                self._account_changed(key)
         self.bans.version = changes.latest
 
     def _account_changed(self, key: str) -> None:
@@ -119,6 +121,11 @@ class AccountService:
         account that is no longer an admin loses them and is told.
         """
         account = self.store.get_account(key)
+        holder = self.server.state.find_nick(key)
+        if account is not None and holder is not None and not holder.closing and (
+            holder.account is None or casefold(holder.account) != key
+        ):
+            self._evict_from_nick(holder, account.name)
         for conn in list(self.server.connections):
             if conn.closing:
                 continue
@@ -135,6 +142,17 @@ class AccountService:
                     conn.send_msg("NOTICE", conn.name,
                                   "*** Your admin powers were withdrawn (the account changed)")
                 log.info("admin-revoked ip=%s account=%s", conn.ip, key)
+
+    def _evict_from_nick(self, conn: Connection, owner: str) -> None:
+        """A guest holding a nickname that is now an account's is renamed to a guest nick."""
+        from chaton.server.registration import change_nick, guest_nick
+
+        old = conn.name
+        change_nick(self.server, conn, guest_nick(self.server))
+        conn.send_msg("NOTICE", conn.name, f"*** The nickname {old} now belongs to the "
+                      f"account {owner}; you are now {conn.name}. "
+                      + LOGIN_HINT.format(nick=owner))
+        log.info("nick-reclaimed ip=%s nick=%s account=%s", conn.ip, old, owner)
 
     def _ban_changed(self, kind: str, value: str, now: float) -> None:
         record = self.store.get_ban(kind, value)
@@ -179,7 +197,10 @@ class AccountService:
         self, conn: Connection, welcome: Callable[[], bool]
     ) -> Awaitable[None] | None:
         """Last checks before the welcome burst: PASS login, bans, ``require_account``."""
-        if conn.pass_login is not None and conn.account is None:
+        if conn.account is not None:
+            # SASL logged in: an unverified PASS claim must not unlock any nickname.
+            conn.pass_login = None
+        elif conn.pass_login is not None:
             return self._pass_login(conn, welcome)
         self._finish_registration(conn, welcome)
         return None

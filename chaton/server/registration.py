@@ -9,6 +9,7 @@ nicknames, bans, ``require_account``) hook in through ``server.accounts``.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.connection import Connection
 
-__all__ = ["COMMANDS", "SUPPORTED_CAPS", "send_lusers", "send_motd", "try_register"]
+__all__ = [
+    "COMMANDS",
+    "SUPPORTED_CAPS",
+    "change_nick",
+    "guest_nick",
+    "send_lusers",
+    "send_motd",
+    "try_register",
+]
 
 #: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
 SUPPORTED_CAPS = ("server-time", "message-tags", "echo-message", "sasl")
@@ -94,8 +103,13 @@ def nick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     if not conn.registered:
         conn.nick = new
         return try_register(server, conn)
-    if new == conn.nick:
-        return None
+    if new != conn.nick:
+        change_nick(server, conn, new)
+    return None
+
+
+def change_nick(server: ChatServer, conn: Connection, new: str) -> None:
+    """Rename a registered client (checked by the caller) and tell it and its peers."""
     out = Outgoing(conn.source, "NICK", [new])
     peers = server.state.peers(conn)
     old = conn.nick
@@ -104,7 +118,6 @@ def nick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     conn.nick = new
     out.send_to(peers)
     conn.send(out.line_for(conn))
-    return None
 
 
 # USER <username> 0 * :<realname>
@@ -148,6 +161,14 @@ def quit_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
     reason = msg.param(0)
     conn.quit(f"Quit: {reason[:200]}" if reason else "Client quit")
     return None
+
+
+def guest_nick(server: ChatServer) -> str:
+    """A free ``GuestNNNNN`` nickname (for a guest whose nickname became an account's)."""
+    while True:
+        candidate = f"Guest{secrets.randbelow(100000):05d}"
+        if not server.state.nick_taken(candidate):
+            return candidate
 
 
 def try_register(server: ChatServer, conn: Connection) -> Awaitable[None] | None:
