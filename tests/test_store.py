@@ -284,3 +284,48 @@ def test_commit_survives_sigkill(db_path: Path) -> None:
         assert store.get_account("DURABLE") is not None
         assert store.get_ban("cidr", "198.51.100.0/24") is not None
         assert [e.target for e in store.audit_since()] == ["durable"]
+
+
+_OPEN_AND_CLOSE = """
+import sys
+from pathlib import Path
+from chaton.store import Store
+Store(Path(sys.argv[1])).close()
+"""
+
+
+def test_second_store_and_another_process_never_unlink_a_live_wal(db_path: Path) -> None:
+    """Two Stores in one process (the server's reader and writer), then another process that
+    opens and closes the database (any CLI command): the first process's WAL must survive.
+
+    Before the fix, building a Store opened and closed the database file itself, which drops
+    the process's POSIX locks, so the other process thought it was last and deleted the WAL.
+    """
+    reader = Store(db_path)
+    writer = Store(db_path)
+    try:
+        writer.add_account("alice", "$argon2id$x")
+        wal = db_path.with_name(db_path.name + "-wal")
+        assert wal.exists()
+        Store(db_path).close()  # a third connection in this process, opened and closed
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        subprocess.run([sys.executable, "-c", _OPEN_AND_CLOSE, str(db_path)], check=True,
+                       env=env, timeout=30)
+        assert wal.exists()
+        targets = [_readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+        assert not [t for t in targets if "chaton.db" in t and t.endswith("(deleted)")]
+        writer.add_account("bob", "$argon2id$y")
+        assert reader.get_account("bob") is not None
+    finally:
+        reader.close()
+        writer.close()
+    with Store(db_path) as again:
+        assert again.integrity_check() == ["ok"]
+        assert {a.name for a in again.list_accounts()} == {"alice", "bob"}
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
