@@ -87,6 +87,9 @@ class Settings:
         metadata=_doc("threads for password hashing (more: faster logins, less CPU left for chat)"),
     )
     hash_queue_limit: int = field(default=64, metadata=_doc("logins waiting for a hasher"))
+    hash_queue_per_ip: int = field(
+        default=4, metadata=_doc("of those, from one address (/64 for IPv6); 0 = no limit")
+    )
     hash_nice: int = field(
         default=10, metadata=_doc("how much lower hashing threads run than chat (0-19)")
     )
@@ -97,6 +100,13 @@ class Settings:
         default=10, metadata=_doc("failed logins per window and account; 0 = no limit")
     )
     login_failure_window: float = field(default=60.0, metadata=_doc("that window, in seconds"))
+    login_known_address_ttl: float = field(
+        default=30 * 86400.0,
+        metadata=_doc(
+            "how long an address that logged in to an account is exempt from that account's "
+            "failure limit (seconds; 0 = never)"
+        ),
+    )
 
     # --- database --------------------------------------------------------------------------
     db_poll_interval: float = field(
@@ -187,7 +197,7 @@ def _build(values: dict[str, Any], *, source: str) -> Settings:
 #: Limits where 0 switches the limit off (for benchmarks and trusted networks).
 _ZERO_MEANS_UNLIMITED = (
     "max_clients_per_ip", "connect_rate_per_ip", "login_failures_per_ip",
-    "login_failures_per_account",
+    "login_failures_per_account", "hash_queue_per_ip", "login_known_address_ttl",
 )
 
 

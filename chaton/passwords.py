@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import os
 import secrets
 import sys
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from argon2 import PasswordHasher, Type
@@ -125,14 +128,24 @@ class HashPoolBusy(Exception):
 
 
 class HashPool:
-    """A small thread pool for argon2 with a hard cap on jobs in flight.
+    """A small thread pool for argon2, shared fairly between the clients waiting for it.
 
-    ``hash_queue_limit`` counts every job submitted and not yet finished, queued or running.
-    A job whose awaiting coroutine is cancelled still counts until its thread is done with it,
-    so the cap reflects real work.
+    Invariants:
+    - ``hash_queue_limit`` counts every job submitted and not yet finished, queued or
+      running; one ``key`` (the caller passes an address group) holds at most
+      ``hash_queue_per_ip`` of them, so a storm from a few addresses cannot take every slot.
+    - Waiting jobs are started round-robin over keys, never first come first served: a
+      login from a quiet address waits for at most one job per busy address ahead of it.
+    - At most ``hash_workers`` jobs run at once; the bookkeeping happens on the event loop
+      (``run`` is called there and completions come back there), so it needs no lock.
+    - A job whose awaiting coroutine is cancelled before it starts is dropped; once started,
+      it still counts until its thread is done with it, so the cap reflects real work.
     """
 
-    __slots__ = ("_closed", "_executor", "_in_flight", "_limit", "_lock")
+    __slots__ = (
+        "_closed", "_executor", "_in_flight", "_limit", "_per_key", "_per_key_limit",
+        "_running", "_waiting", "_workers",
+    )
 
     def __init__(self, settings: Settings) -> None:
         self._executor = ThreadPoolExecutor(
@@ -141,9 +154,14 @@ class HashPool:
             initializer=_lower_thread_priority,
             initargs=(settings.hash_nice,),
         )
+        self._workers = settings.hash_workers
         self._limit = settings.hash_queue_limit
+        self._per_key_limit = settings.hash_queue_per_ip
         self._in_flight = 0
-        self._lock = threading.Lock()
+        self._running = 0
+        self._per_key: dict[Hashable, int] = {}
+        # key -> its waiting jobs; dict order is the round-robin order
+        self._waiting: dict[Hashable, deque[_Job]] = {}
         self._closed = False
 
     @property
@@ -155,37 +173,88 @@ class HashPool:
     def limit(self) -> int:
         return self._limit
 
-    def _done(self, _future: Future[Any]) -> None:
-        with self._lock:
-            self._in_flight -= 1
+    async def run(self, fn: Callable[..., _T], *args: object, key: Hashable = None) -> _T:
+        """Run ``fn(*args)`` on a hashing thread, in ``key``'s turn, and return its result.
 
-    async def run(self, fn: Callable[..., _T], *args: object) -> _T:
-        """Run ``fn(*args)`` on a hashing thread and return its result.
-
-        Raises :class:`HashPoolBusy` at once, without queueing, when the pool is full.
+        Raises :class:`HashPoolBusy` at once, without queueing, when the pool or ``key``'s
+        share of it is full.
         """
-        with self._lock:
-            if self._closed:
-                raise HashPoolBusy("the password hashing pool is shut down")
-            if self._in_flight >= self._limit:
-                raise HashPoolBusy(
-                    f"{self._in_flight} password checks are already pending; try again later"
-                )
-            self._in_flight += 1
-        try:
-            future = self._executor.submit(fn, *args)
-        except RuntimeError:
-            with self._lock:
-                self._in_flight -= 1
-            raise HashPoolBusy("the password hashing pool is shut down") from None
-        future.add_done_callback(self._done)
-        return await asyncio.wrap_future(future)
+        if self._closed:
+            raise HashPoolBusy("the password hashing pool is shut down")
+        if self._in_flight >= self._limit:
+            raise HashPoolBusy(
+                f"{self._in_flight} password checks are already pending; try again later"
+            )
+        held = self._per_key.get(key, 0)
+        if self._per_key_limit and held >= self._per_key_limit:
+            raise HashPoolBusy(f"{held} password checks from your address are already pending")
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, args, loop.create_future(), key)
+        self._in_flight += 1
+        self._per_key[key] = held + 1
+        self._waiting.setdefault(key, deque()).append(job)
+        self._pump(loop)
+        result: _T = await job.result
+        return result
+
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._running < self._workers and self._waiting:
+            key = next(iter(self._waiting))
+            queue = self._waiting.pop(key)
+            job = queue.popleft()
+            if queue:
+                self._waiting[key] = queue  # to the back of the round
+            if job.result.cancelled():
+                self._release(job)
+                continue
+            try:
+                started = loop.run_in_executor(self._executor, job.fn, *job.args)
+            except RuntimeError:  # shut down meanwhile
+                self._release(job)
+                if not job.result.done():
+                    job.result.set_exception(HashPoolBusy("the password hashing pool is shut down"))
+                continue
+            self._running += 1
+            started.add_done_callback(functools.partial(self._finished, job=job, loop=loop))
+
+    def _finished(
+        self, future: asyncio.Future[Any], *, job: _Job, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._running -= 1
+        self._release(job)
+        if not job.result.done():
+            if future.cancelled():
+                job.result.set_exception(HashPoolBusy("the password hashing pool is shut down"))
+            elif future.exception() is not None:
+                job.result.set_exception(future.exception())  # type: ignore[arg-type]
+            else:
+                job.result.set_result(future.result())
+        self._pump(loop)
+
+    def _release(self, job: _Job) -> None:
+        self._in_flight -= 1
+        left = self._per_key[job.key] - 1
+        if left:
+            self._per_key[job.key] = left
+        else:
+            del self._per_key[job.key]
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Refuse new jobs, drop queued ones and (by default) wait for running ones."""
-        with self._lock:
-            self._closed = True
+        self._closed = True
+        for queue in self._waiting.values():
+            for job in queue:
+                if not job.result.done():
+                    job.result.cancel()
         self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[object, ...]
+    result: asyncio.Future[Any]
+    key: Hashable
 
 
 class PasswordInputError(Exception):

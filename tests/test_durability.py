@@ -210,8 +210,9 @@ def test_cli_ban_committed_between_server_commit_and_cache_update_is_enforced(
         time.sleep(0.01)
     server.loop.call_soon_threadsafe(lambda: cli_done.wait(30))  # hold the loop
     gate.set()
-    boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Banned spammer"))
-    mallory.wait_closed(timeout=3)
+    # The loop is held while the CLI process runs: allow for a slow machine.
+    boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Banned spammer"), timeout=30)
+    mallory.wait_closed(timeout=5)
     assert any("from the cli" in m.param(0) for m in mallory.log if m.command == "ERROR")
     boss.send("UBAN LIST")
     listed = [m.params[-1] for m in boss.sync() if m.command == "NOTICE"]

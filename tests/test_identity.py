@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from conftest import FAST_HASH, RunningServer, add_account, run_chaton, sasl_payload
+import threading
+import time
+from collections.abc import Callable
+
+from conftest import (
+    FAST_HASH,
+    IrcClient,
+    RunningServer,
+    add_account,
+    run_chaton,
+    sasl_login,
+    sasl_payload,
+)
+
+StartServer = Callable[..., RunningServer]
 
 PW = "a long password 1"
 
@@ -64,3 +78,105 @@ def test_guest_holding_a_nick_that_becomes_an_account_is_renamed(server: Running
     real.expect("903")
     real.send("CAP END")
     assert real.expect("001").params[0] == "carol"
+
+
+# --- login limits under concurrency ---------------------------------------------------------
+
+
+def _start_sasl(c: IrcClient, nick: str) -> None:
+    c.send("CAP REQ :sasl")
+    c.send(f"NICK {nick}")
+    c.send("USER u 0 * :u")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+
+
+def _guess_all_at_once(clients: list[IrcClient], account: str, password: str) -> list[str]:
+    """Every client sends its SASL guess at the same moment; returns the 904/903 texts."""
+    barrier = threading.Barrier(len(clients))
+
+    def go(c: IrcClient) -> None:
+        barrier.wait()
+        for line in sasl_payload(account, password):
+            c.send(line)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return [c.expect(("903", "904"), timeout=30).params[-1] for c in clients]
+
+
+SLOW_HASH = {"argon2_time_cost": 2, "argon2_memory_kib": 32768, "hash_workers": 1}
+
+
+def test_parallel_guesses_cannot_outrun_the_failure_limits(start_server: StartServer) -> None:
+    server = start_server(login_failures_per_ip=5, login_failures_per_account=10,
+                          hash_queue_per_ip=0, hash_queue_limit=100, **SLOW_HASH)
+    add_account(server.settings, "victim", PW)
+    clients = []
+    for i in range(58):
+        c = server.client(bind=("127.0.0.2", "127.0.0.3")[i % 2])
+        _start_sasl(c, f"g{i}")
+        clients.append(c)
+    replies = _guess_all_at_once(clients, "victim", "wrong guess")
+    verified = [r for r in replies if r == "SASL authentication failed"]
+    assert len(verified) <= 10, f"{len(verified)} guesses were hashed"
+    assert all("Too many failed logins" in r for r in replies if r not in verified)
+    late = server.client(bind="127.0.0.4")
+    assert sasl_login(late, "victim", "victim", PW).command == "904"  # locked for strangers
+
+
+def test_owner_from_a_known_address_is_not_locked_out_by_strangers(
+    start_server: StartServer,
+) -> None:
+    server = start_server(login_failures_per_ip=100, login_failures_per_account=3)
+    add_account(server.settings, "owner", PW)
+    assert sasl_login(server.client(bind="127.0.0.5"), "owner", "owner", PW).command == "903"
+    for ip in ("127.0.0.6", "127.0.0.7", "127.0.0.6", "127.0.0.7"):
+        sasl_login(server.client(bind=ip), "x", "owner", "stranger's guess")
+    stranger = server.client(bind="127.0.0.6")
+    assert sasl_login(stranger, "owner", "owner", PW).command == "904"  # limit holds
+    assert any("Too many failed logins" in m.params[-1] for m in stranger.log)
+    owner = server.client(bind="127.0.0.5")
+    assert sasl_login(owner, "owner", "owner", PW).command == "903"
+
+
+def test_login_storm_from_a_few_addresses_cannot_starve_real_logins(
+    start_server: StartServer,
+) -> None:
+    server = start_server(login_failures_per_ip=0, login_failures_per_account=0,
+                          max_clients_per_ip=0, argon2_time_cost=3,
+                          argon2_memory_kib=65536, hash_workers=1)
+    storm = []
+    for i in range(48):  # 8 addresses, 6 connections each: more than their share
+        c = server.client(bind=f"127.0.1.{i % 8 + 1}")
+        _start_sasl(c, f"s{i}")
+        storm.append(c)
+    real = []
+    for i in range(8):
+        add_account(server.settings, f"real{i}", PW)
+        c = server.client(bind=f"127.0.2.{i + 1}")
+        _start_sasl(c, f"real{i}")
+        real.append(c)
+    storm_replies: list[str] = []
+    storming = threading.Thread(
+        target=lambda: storm_replies.extend(_guess_all_at_once(storm, "nobody", "x"))
+    )
+    storming.start()
+    deadline = time.monotonic() + 10
+    pool = server.server.accounts.pool  # type: ignore[union-attr]
+    while server.call(lambda: pool.in_flight) < 32:  # every storm address has its share
+        assert time.monotonic() < deadline, "the storm never filled its share"
+        time.sleep(0.01)
+    for i, c in enumerate(real):
+        for line in sasl_payload(f"real{i}", PW):
+            c.send(line)
+    results = [c.expect(("903", "904"), timeout=30).command for c in real]
+    left = server.call(lambda: pool.in_flight)
+    storming.join(60)
+    assert results == ["903"] * 8
+    assert left > 0, "the real logins waited for the whole storm (first come, first served)"
+    busy = [r for r in storm_replies if "Server busy" in r]
+    assert len(busy) == 16  # 2 per storm address, told distinctly, not "wrong password"

@@ -1,16 +1,20 @@
 """Accounts on the wire: SASL PLAIN, PASS, OPER, reserved nicknames and ban enforcement.
 
 Invariants:
-- argon2 never runs on the event loop: every check goes through the bounded ``HashPool``;
-  the handler returns the coroutine and the connection holds its further input until the
-  answer is in, so a login storm slows only the clients logging in.
-- A failed login is answered the same way whether the account exists or not (the unknown
-  case still pays for a dummy hash), and failures are counted per IP and per account name
-  (existing or not) in sliding windows; over either limit, no hash is even tried.
+- argon2 never runs on the event loop: every check goes through the bounded ``HashPool``,
+  shared round-robin between address groups; the handler returns the coroutine and the
+  connection holds its further input until the answer is in, so a login storm slows only
+  the clients logging in.
+- A wrong password is answered the same way whether the account exists or not (the unknown
+  case still pays for a dummy hash). Attempts are counted before hashing
+  (``login_limits``); a login refused by a limit or for load is told so distinctly
+  (:class:`LoginRefusal`), never "wrong password".
 - A registered account's nickname is usable only by a client logged in to that account
-  (rfc1459 casefolding, so case does not help an impostor).
+  (rfc1459 casefolding, so case does not help an impostor); an unverified PASS claim never
+  unlocks one.
 - Durable changes (bans, audit lines) are committed before anyone is told; the in-memory
-  ban list is updated only after the commit.
+  ban list is updated only after the commit, and again from the store's change feed, which
+  also re-derives live sessions from changed accounts (demoted, deleted, newly created).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from chaton.datadir import DataDirLock
@@ -29,7 +34,7 @@ from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server.bans import BanList, ban_message
 from chaton.server.commands import Command
-from chaton.server.throttle import SlidingWindowCounter
+from chaton.server.login_limits import LoginLimits
 from chaton.server.writer import StoreWriter
 from chaton.store import Account, AuditEntry, BanRecord, Store, StoreError
 
@@ -50,6 +55,14 @@ LOGIN_HINT = (
 )
 
 
+class LoginRefusal(Enum):
+    """Why a login failed; the value is what the client is told (WRONG says no more)."""
+
+    WRONG = "Password incorrect"
+    THROTTLED = "Too many failed logins from your address or for this account; try again later"
+    BUSY = "Server busy with logins; try again in a moment"
+
+
 class AccountService:
     """Logins, bans and the audit trail of one running server."""
 
@@ -61,10 +74,7 @@ class AccountService:
         self.passwords = Passwords(s)
         self.pool = HashPool(s)
         self.bans = BanList.load(store, time.time())
-        self.failed_by_ip = SlidingWindowCounter(s.login_failures_per_ip, s.login_failure_window)
-        self.failed_by_account = SlidingWindowCounter(
-            s.login_failures_per_account, s.login_failure_window
-        )
+        self.limits = LoginLimits(s)
         self._next_poll = 0.0
         self._lock = lock  # one server per data dir, released last
 
@@ -212,9 +222,11 @@ class AccountService:
         account = await self.check_password(conn, name or conn.nick, password)
         if conn.closing:
             return
-        if account is None:
-            conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
-            conn.quit("Invalid password")
+        if isinstance(account, LoginRefusal):
+            self.explain(conn, account)
+            if account is LoginRefusal.WRONG:
+                conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
+            conn.quit("Invalid password" if account is LoginRefusal.WRONG else account.value)
             return
         if not self.log_in(conn, account):
             return
@@ -240,34 +252,47 @@ class AccountService:
             self.server.notice_admins(f"{conn.nick} ({conn.account}) is online as admin")
 
     # --- password checks -------------------------------------------------------------------
-    async def check_password(self, conn: Connection, name: str, password: str) -> Account | None:
-        """The account if ``password`` is right, else None; throttled; never on the loop."""
-        now = time.monotonic()
-        key = casefold(name)
-        if self.failed_by_ip.exceeded(conn.ip, now) or self.failed_by_account.exceeded(key, now):
+    async def check_password(
+        self, conn: Connection, name: str, password: str
+    ) -> Account | LoginRefusal:
+        """The account if ``password`` is right, else why not; limited; never on the loop.
+
+        The attempt is counted before the hash runs (see ``login_limits``), and the hash
+        waits in the pool's queue in this client's address group's turn.
+        """
+        attempt = self.limits.begin(conn.ip, name, time.monotonic())
+        if attempt is None:
             log.info("login-throttled ip=%s account=%s", conn.ip, name[:40])
-            return None
+            return LoginRefusal.THROTTLED
         try:
             account = self.store.get_account(name)
         except (StoreError, ValueError):
             account = None
         stored = account.password_hash if account is not None else None
         try:
-            ok, rehash = await self.pool.run(self.passwords.verify, stored, password)
-        except HashPoolBusy:
-            log.warning("login-busy ip=%s: the password hashing pool is full", conn.ip)
-            conn.send_msg("NOTICE", conn.name, "*** Server busy with logins; try again shortly")
-            return None
+            ok, rehash = await self.pool.run(
+                self.passwords.verify, stored, password, key=attempt.group
+            )
+        except HashPoolBusy as exc:
+            # Not the client's fault: give the attempt back, say so distinctly.
+            self.limits.by_group.refund(attempt.group, attempt.at)
+            self.limits.by_account.refund(attempt.account, attempt.at)
+            log.warning("login-busy ip=%s: %s", conn.ip, exc)
+            return LoginRefusal.BUSY
         if not ok or account is None:
-            self.failed_by_ip.hit(conn.ip, time.monotonic())
-            self.failed_by_account.hit(key, time.monotonic())
             log.info("login-failed ip=%s account=%s", conn.ip, name[:40])
-            return None
-        self.failed_by_account.reset(key)
+            return LoginRefusal.WRONG
+        self.limits.succeeded(attempt, time.monotonic())
         if rehash:
             await self._rehash(account, password)
         self.writer.submit("touch_login", account.name, time.time())
         return account
+
+    @staticmethod
+    def explain(conn: Connection, refusal: LoginRefusal) -> None:
+        """Tell ``conn`` why a login that was not a wrong password failed."""
+        if refusal is not LoginRefusal.WRONG:
+            conn.send_msg("NOTICE", conn.name, f"*** {refusal.value}")
 
     async def _rehash(self, account: Account, password: str) -> None:
         """Store a hash with the current argon2 parameters (they changed since the last one)."""
@@ -423,8 +448,10 @@ async def _sasl_plain(svc: AccountService, conn: Connection, payload: str) -> No
     account = await svc.check_password(conn, authcid, password)
     if conn.closing:
         return
-    if account is None:
-        conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed")
+    if isinstance(account, LoginRefusal):
+        svc.explain(conn, account)
+        why = "" if account is LoginRefusal.WRONG else f": {account.value}"
+        conn.numeric(num.ERR_SASLFAIL, f"SASL authentication failed{why}")
         return
     if not svc.log_in(conn, account):
         return
@@ -456,12 +483,16 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
     account = await svc.check_password(conn, name, password)
     if conn.closing:
         return
-    banned = account is not None and svc.bans.match_account(account.name, time.time())
-    if account is None or not account.is_admin or banned:
-        if account is not None:  # right password, but not an admin: same reply, counted
-            svc.failed_by_ip.hit(conn.ip, time.monotonic())
-            log.info("oper-refused ip=%s account=%s role=%s banned=%s",
-                     conn.ip, account.name, account.role, bool(banned))
+    if isinstance(account, LoginRefusal):
+        svc.explain(conn, account)
+        conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
+        return
+    banned = svc.bans.match_account(account.name, time.time()) is not None
+    if not account.is_admin or banned:
+        # Right password, but no admin powers: the same reply as a wrong one, and counted.
+        svc.limits.penalize(conn.ip, time.monotonic())
+        log.info("oper-refused ip=%s account=%s role=%s banned=%s",
+                 conn.ip, account.name, account.role, banned)
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
     if not await svc.record_admin_action(conn, "OPER", "oper", conn.name, ""):

@@ -93,6 +93,18 @@ class SlidingWindowCounter:
         stamps = self._hits[key]
         return stamps[len(stamps) - self.limit] + self.window - now
 
+    def refund(self, key: Hashable, at: float) -> None:
+        """Take back the event recorded for ``key`` at ``at`` (an attempt that succeeded)."""
+        stamps = self._hits.get(key)
+        if stamps is None:
+            return
+        try:
+            stamps.remove(at)
+        except ValueError:
+            return
+        if not stamps:
+            del self._hits[key]
+
     def reset(self, key: Hashable) -> None:
         """Forget ``key`` (e.g. its failed logins after a successful one)."""
         self._hits.pop(key, None)

@@ -1,0 +1,98 @@
+"""Limits on password guessing that hold when many attempts run at once.
+
+Invariants:
+- An attempt is counted *before* its hash runs (:meth:`LoginLimits.begin`), so parallel
+  attempts see each other: at most ``login_failures_per_ip`` per address group and
+  ``login_failures_per_account`` per account name (existing or not) are ever in the window,
+  finished or still hashing.
+- A success refunds its own count on the address group and clears the account's failures;
+  a failure keeps its count. Nothing else changes a count.
+- Addresses are grouped as one host usually owns them: an IPv4 address, an IPv6 /64.
+- The account limit does not apply to an address group that logged in to that account within
+  ``login_known_address_ttl``: strangers' failures cannot lock the owner out from where it
+  usually logs in. (Remembered in memory: a restart forgets, which only re-applies the
+  account limit.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from chaton.protocol.names import casefold
+from chaton.server.throttle import DEFAULT_MAX_KEYS, SlidingWindowCounter
+
+if TYPE_CHECKING:
+    from chaton.config import Settings
+
+__all__ = ["Attempt", "LoginLimits", "address_group"]
+
+
+def address_group(ip: str) -> str:
+    """The unit that limits count: the IPv4 address, or the IPv6 /64 it is in."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One counted attempt, to be settled with :meth:`LoginLimits.succeeded` (or not)."""
+
+    group: str
+    account: str
+    at: float
+
+
+class LoginLimits:
+    """Failure windows per address group and per account, plus known (account, group) pairs."""
+
+    def __init__(self, settings: Settings) -> None:
+        window = settings.login_failure_window
+        self.by_group = SlidingWindowCounter(settings.login_failures_per_ip, window)
+        self.by_account = SlidingWindowCounter(settings.login_failures_per_account, window)
+        self.known_ttl = settings.login_known_address_ttl
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def begin(self, ip: str, account: str, now: float) -> Attempt | None:
+        """Count an attempt now; None (nothing counted) when a limit is already reached."""
+        group, key = address_group(ip), casefold(account)
+        if self.by_group.exceeded(group, now):
+            return None
+        if self.by_account.exceeded(key, now) and not self.known(key, group, now):
+            return None
+        self.by_group.hit(group, now)
+        self.by_account.hit(key, now)
+        return Attempt(group, key, now)
+
+    def succeeded(self, attempt: Attempt, now: float) -> None:
+        """The password was right: refund the attempt and remember where it came from."""
+        self.by_group.refund(attempt.group, attempt.at)
+        self.by_account.reset(attempt.account)
+        if self.known_ttl > 0:
+            pair = (attempt.account, attempt.group)
+            self._known.pop(pair, None)
+            self._known[pair] = now + self.known_ttl
+            while len(self._known) > DEFAULT_MAX_KEYS:
+                self._known.popitem(last=False)
+
+    def penalize(self, ip: str, now: float) -> None:
+        """Count one more failure for the address (a right password that still may not OPER)."""
+        self.by_group.hit(address_group(ip), now)
+
+    def known(self, account: str, group: str, now: float) -> bool:
+        expires = self._known.get((account, group))
+        if expires is None:
+            return False
+        if expires <= now:
+            del self._known[(account, group)]
+            return False
+        return True
