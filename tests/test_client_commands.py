@@ -95,6 +95,7 @@ def notes(text: str, ctx: Context = CTX) -> str:
         ("/ban 203.0.113.0/24 7d spam", ["UBAN ADD 203.0.113.0/24 DURATION 7d spam"]),
         ("/ban bob 1h30m stop it", ["UBAN ADD bob DURATION 1h30m :stop it"]),
         ("/ban bob 1w", ["UBAN ADD bob DURATION 1w"]),
+        ("/ban bob 1h 30m stop it", ["UBAN ADD bob DURATION 1h30m :stop it"]),  # one grammar
         ("/ban bob 30m", ["UBAN ADD bob DURATION 30m"]),
         ("/ban bob 30minutes", ["UBAN ADD bob 30minutes"]),
         ("/ban 2001:db8::/32 1d", ["UBAN ADD 2001:db8::/32 DURATION 1d"]),

@@ -132,6 +132,16 @@ def test_nick_ban_with_duration_and_its_expiry(server: RunningServer) -> None:
     other.expect("PONG")
 
 
+def test_duration_with_spaces_reads_the_same_on_the_server(server: RunningServer) -> None:
+    boss = admin_client(server)
+    boss.send("UBAN ADD nick:later DURATION 1h 30m spam links")
+    note = boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Banned later"))
+    assert "for 1h 30m" in note.params[-1]
+    boss.send("UBAN INFO nick:later")
+    info = boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Ban: later"))
+    assert "spam links" in info.params[-1] and "expires in 1h 29m" in info.params[-1]
+
+
 def test_account_ban_refuses_login(server: RunningServer) -> None:
     boss = admin_client(server)
     add_account(server.settings, "mallory", "mallory password")

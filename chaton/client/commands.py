@@ -17,11 +17,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from chaton.protocol.durations import take_duration
 from chaton.protocol.message import Message, ProtocolError, parse, serialize
 from chaton.protocol.names import casefold, is_channel
 
 __all__ = [
-    "DURATION",
     "HELP",
     "MAX_LINE_BYTES",
     "SOURCE_ALLOWANCE",
@@ -37,8 +37,6 @@ __all__ = [
 MAX_LINE_BYTES = 510
 #: Bytes we allow for ``!user@host`` when the server has not shown us our own full source yet.
 SOURCE_ALLOWANCE = 80
-#: A ban duration token such as ``30m``, ``2h``, ``7d``, ``1w`` or ``1h30m`` (chaton's UBAN syntax).
-DURATION = re.compile(r"(?:\d{1,10}[wdhms])+\Z", re.IGNORECASE | re.ASCII)
 
 _BREAKS = re.compile(r"\r\n|\r|\n")
 _CTCP = "\x01"
@@ -362,15 +360,14 @@ def _cmd_oper(rest: str, ctx: Context) -> Action:
 
 
 def _cmd_ban(rest: str, ctx: Context) -> Action:
-    target, second, remainder = _words(rest, 3)
-    if not target:
+    words = rest.split()
+    if not words:
         raise _Usage("usage: /ban NICK|IP|CIDR [DURATION] [REASON]  (DURATION: 30m, 2h, 7d, 1w)")
-    params: list[str] = ["ADD", target]
-    if second and DURATION.fullmatch(second):
-        params += ["DURATION", second]
-        reason = remainder.strip()
-    else:
-        reason = f"{second} {remainder}".strip()
+    params: list[str] = ["ADD", words[0]]
+    duration, reason_words = take_duration(words[1:])
+    if duration:
+        params += ["DURATION", duration.replace(" ", "")]
+    reason = " ".join(reason_words)
     if reason:
         params.append(reason)
     return _send(Message("UBAN", tuple(params)))

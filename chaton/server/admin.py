@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
+from chaton.protocol.durations import take_duration
 from chaton.protocol.message import Message
 from chaton.server.accounts import AccountService, store_failure
 from chaton.server.bans import (
@@ -106,8 +107,8 @@ def _parse_add(args: list[str]) -> tuple[int | None, bool, str]:
     while rest:
         word = rest[0].upper()
         if word == "DURATION" and len(rest) >= 2:
-            duration = parse_duration(rest[1])
-            rest = rest[2:]
+            text, rest = take_duration(rest[1:])
+            duration = parse_duration(text or rest[0])
         elif word == FORCE_WORD:
             force = True
             rest = rest[1:]

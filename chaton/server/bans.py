@@ -18,11 +18,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from chaton.protocol import durations
+from chaton.protocol.durations import format_duration
 from chaton.protocol.names import casefold, valid_nick
 from chaton.store import BanRecord
 
@@ -194,47 +195,21 @@ def check_reason(text: str) -> str:
 
 # --- durations -----------------------------------------------------------------------------
 
-_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION = re.compile(r"(?:\s*\d{1,10}\s*[wdhms])+\s*", re.IGNORECASE | re.ASCII)
-_PART = re.compile(r"(\d+)\s*([wdhms])", re.IGNORECASE | re.ASCII)
 
 
 def parse_duration(text: str) -> int:
-    """Seconds in ``text`` such as ``90s``, ``30m``, ``2h``, ``7d``, ``1w`` or ``1h30m``.
-
-    Units may be combined and separated by spaces (``1h 30m``, as :func:`format_duration`
-    writes). Raises :class:`BanDurationError` for anything else, for zero, and for more than
-    :data:`MAX_BAN_DURATION`.
-    """
-    if len(text) > 64 or not _DURATION.fullmatch(text):
-        raise BanDurationError(
-            f"{_show(text)} is not a duration; use e.g. 90s, 30m, 2h, 7d, 1w or 1h30m"
-        )
-    seconds = sum(int(n) * _UNITS[u.lower()] for n, u in _PART.findall(text))
-    if seconds <= 0:
-        raise BanDurationError("a duration must be longer than zero")
+    """Seconds of a ban duration (``chaton.protocol.durations`` grammar), at most
+    :data:`MAX_BAN_DURATION`; :class:`BanDurationError` otherwise."""
+    try:
+        seconds = durations.parse_duration(text)
+    except durations.DurationError as exc:
+        raise BanDurationError(str(exc)) from None
     if seconds > MAX_BAN_DURATION:
         raise BanDurationError(
             f"duration longer than {format_duration(MAX_BAN_DURATION)}; "
             "leave it out for a permanent ban"
         )
     return seconds
-
-
-def format_duration(seconds: float, *, parts: int | None = None) -> str:
-    """``5400`` -> ``"1h 30m"``: whole seconds (fractions dropped) in w/d/h/m/s units.
-
-    ``parts`` keeps only the largest units (``parts=2``: ``"1h 59m"``, not ``"1h 59m 59s"``).
-    """
-    remaining = max(0, int(seconds))
-    out: list[str] = []
-    for unit, size in _UNITS.items():
-        count, remaining = divmod(remaining, size)
-        if count:
-            out.append(f"{count}{unit}")
-    if parts is not None:
-        out = out[:parts]
-    return " ".join(out) or "0s"
 
 
 def ban_message(record: BanRecord, now: float) -> str:

@@ -30,8 +30,17 @@ def _escape_tag(value: str) -> str:
     )
 
 
+_LINE_BREAKING = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
 def _fit(line: str) -> bytes:
-    """Encode ``line`` with CR LF, cut to :data:`MAX_LINE` bytes on a character boundary."""
+    """Encode ``line`` with CR LF, cut to :data:`MAX_LINE` bytes on a character boundary.
+
+    CR, LF and NUL become spaces whatever their origin (a path in an error message, a
+    stored string), so no text can ever end a line early or smuggle a second one in.
+    """
+    if "\r" in line or "\n" in line or "\0" in line:
+        line = line.translate(_LINE_BREAKING)
     data = line.encode()
     if len(data) > MAX_LINE:
         data = data[:MAX_LINE].decode("utf-8", "ignore").encode()

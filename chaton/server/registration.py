@@ -208,6 +208,9 @@ def welcome(server: ChatServer, conn: Connection) -> bool:
 
 
 Template = list[tuple[bytes, bytes]]
+#: Where a template's nickname goes: a private-use character no nickname can contain (NUL
+#: would be turned into a space by the encoder, which never lets one onto the wire).
+NICK_SLOT = "\ue000"
 
 
 def _welcome_templates(server: ChatServer) -> tuple[Template, Template]:
@@ -238,15 +241,15 @@ def _welcome_templates(server: ChatServer) -> tuple[Template, Template]:
     def encode(items: list[tuple[str, list[str]]]) -> Template:
         out = []
         for code, params in items:
-            line = server.numeric_line(code, "\0", params)  # the nick goes where \0 is
-            before, _, after = line.partition(b"\0")
+            line = server.numeric_line(code, NICK_SLOT, params)  # the nick goes there
+            before, _, after = line.partition(NICK_SLOT.encode())
             out.append((before, after))
         return out
 
     myinfo = server.encode(
-        num.RPL_MYINFO, ["\0", server.name, f"chaton-{__version__}", "io", "n"], server.name
+        num.RPL_MYINFO, [NICK_SLOT, server.name, f"chaton-{__version__}", "io", "n"], server.name
     )
-    before, _, after = myinfo.partition(b"\0")
+    before, _, after = myinfo.partition(NICK_SLOT.encode())
     result = ([*encode(head), (before, after), *encode(isupport)], encode(motd))
     server.welcome_templates = result
     return result
