@@ -82,6 +82,7 @@ class Account:
     password_hash: str = field(repr=False)
     created: float
     last_login: float | None = None
+    password_gen: int = 0  # bumped by every password reset (see migration 5)
 
     @property
     def is_admin(self) -> bool:
@@ -227,11 +228,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"""CREATE TRIGGER changes_prune AFTER INSERT ON changes
            BEGIN DELETE FROM changes WHERE seq <= NEW.seq - {CHANGES_KEPT}; END""",
     ),
+    # 4 -> 5: a password generation, bumped by a password *reset* (not by a rehash with new
+    # argon2 parameters), so the server can end the sessions logged in with the old one.
+    ("ALTER TABLE accounts ADD COLUMN password_gen INTEGER NOT NULL DEFAULT 0",),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_ACCOUNT_COLUMNS = "name, role, password_hash, created, last_login"
+_ACCOUNT_COLUMNS = "name, role, password_hash, created, last_login, password_gen"
 _BAN_COLUMNS = "kind, value, reason, actor, created, expires"
 _AUDIT_COLUMNS = "at, actor, action, target, reason, source_ip"
 
@@ -499,12 +503,22 @@ class Store:
         return changed
 
     def set_password_hash(
-        self, name: str, password_hash: str, *, audit: AuditEntry | None = None
+        self,
+        name: str,
+        password_hash: str,
+        *,
+        reset: bool = True,
+        audit: AuditEntry | None = None,
     ) -> bool:
-        """Replace the stored hash; False if there is no such account."""
+        """Replace the stored hash; False if there is no such account.
+
+        ``reset`` (a new password) bumps ``password_gen``, which ends the sessions that
+        logged in with the old one; ``reset=False`` is a rehash of the same password.
+        """
         return self._update_account(
-            "UPDATE accounts SET password_hash = ? WHERE name_key = ?",
-            (password_hash, casefold(name)),
+            "UPDATE accounts SET password_hash = ?, password_gen = password_gen + ?"
+            " WHERE name_key = ?",
+            (password_hash, 1 if reset else 0, casefold(name)),
             audit,
         )
 

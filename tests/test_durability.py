@@ -144,6 +144,35 @@ def test_cli_demotion_and_deletion_reach_live_sessions_within_two_seconds(
     assert any("account was deleted" in m.param(0) for m in carol.log if m.command == "ERROR")
 
 
+def test_password_reset_by_the_cli_ends_the_sessions_using_the_old_one(
+    server: RunningServer,
+) -> None:
+    args = cli_config(server)
+    add_account(server.settings, "carol", PW)
+    add_account(server.settings, "chief", PW, admin=True)
+    sessions = []
+    for nick in ("carol", "carol_phone"):
+        c = server.client()
+        assert sasl_login(c, nick, "carol", PW).command == "903"
+        c.send("CAP END")
+        c.expect("001")
+        sessions.append(c)
+    opered = server.client("helper")
+    opered.send(f"OPER chief :{PW}")
+    opered.expect("381")
+    new = "a brand new password"
+    for name in ("carol", "chief"):
+        made = run_chaton("account", "passwd", name, "--password-stdin", *args, input=new + "\n")
+        assert made.returncode == 0, made.stderr
+    for c in sessions:
+        c.wait_closed(timeout=2.0)
+        assert any("password was changed" in m.param(0) for m in c.log if m.command == "ERROR")
+    opered.expect("MODE", where=lambda m: m.params[-1] == "-o", timeout=2.0)
+    again = server.client()
+    assert sasl_login(again, "carol", "carol", new).command == "903"
+    assert sasl_login(server.client(), "carol", "carol", PW).command == "904"
+
+
 def test_banned_admin_account_cannot_oper_and_its_oper_sessions_are_dropped(
     server: RunningServer,
 ) -> None:

@@ -144,7 +144,12 @@ class AccountService:
             if account is None and logged_in:
                 log.info("account-deleted: closing session ip=%s account=%s", conn.ip, key)
                 conn.quit("Your account was deleted")
-            elif opered and conn.is_admin and (account is None or not account.is_admin):
+            elif account is not None and logged_in and conn.password_gen != account.password_gen:
+                log.info("password-reset: closing session ip=%s account=%s", conn.ip, key)
+                conn.quit("Your password was changed; log in again with the new one")
+            elif opered and conn.is_admin and (
+                account is None or not account.is_admin or conn.oper_gen != account.password_gen
+            ):
                 conn.is_admin = False
                 conn.oper_account = None
                 if conn.registered:
@@ -298,7 +303,7 @@ class AccountService:
         """Store a hash with the current argon2 parameters (they changed since the last one)."""
         try:
             new_hash = await self.pool.run(self.passwords.hash, password)
-            await self.writer.run("set_password_hash", account.name, new_hash)
+            await self.writer.run("set_password_hash", account.name, new_hash, reset=False)
             log.info("rehashed password of account=%s with current parameters", account.name)
         except (HashPoolBusy, StoreError):
             log.warning("rehash postponed for account=%s", account.name)
@@ -310,9 +315,11 @@ class AccountService:
             self._refuse_banned(conn, record)
             return False
         conn.account = account.name
+        conn.password_gen = account.password_gen
         if account.is_admin:
             conn.is_admin = True
             conn.oper_account = account.name
+            conn.oper_gen = account.password_gen
         log.info("login ip=%s account=%s role=%s", conn.ip, account.name, account.role)
         return True
 
@@ -499,6 +506,7 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
         return
     conn.is_admin = True
     conn.oper_account = account.name
+    conn.oper_gen = account.password_gen
     conn.numeric(num.RPL_YOUREOPER, "You are now an IRC operator")
     conn.send_msg("MODE", conn.name, "+o", source=conn.name)
 

@@ -98,7 +98,9 @@ class Connection(asyncio.Protocol):
         "last_active",
         "nick",
         "oper_account",
+        "oper_gen",
         "pass_login",
+        "password_gen",
         "ping_sent_at",
         "realname",
         "refusal",
@@ -140,6 +142,8 @@ class Connection(asyncio.Protocol):
         self.account: str | None = None
         self._admin = False
         self.oper_account: str | None = None  # the admin account whose powers this client has
+        self.password_gen = 0  # the login account's password generation at login
+        self.oper_gen = 0  # the oper account's password generation at OPER
         self.away: str | None = None
         self.user_modes = NO_FLAGS
         self.channels: dict[str, Channel] = {}
