@@ -53,6 +53,9 @@ class Settings:
     kicklen: int = field(default=255, metadata=_doc("longest kick reason"))
     max_channels_per_user: int = field(default=50, metadata=_doc("rooms one client may join"))
     max_targets: int = field(default=4, metadata=_doc("targets of one PRIVMSG/NOTICE"))
+    max_list_replies: int = field(
+        default=200, metadata=_doc("entries one UBAN LIST shows (the newest)")
+    )
 
     # --- timeouts (seconds) ----------------------------------------------------------------
     tls_handshake_timeout: float = field(default=10.0, metadata=_doc("TLS handshake deadline"))
@@ -204,7 +207,7 @@ _ZERO_MEANS_UNLIMITED = (
 def _validate(s: Settings, source: str) -> None:
     positive = [
         "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
-        "max_channels_per_user", "max_targets", "tls_handshake_timeout",
+        "max_channels_per_user", "max_targets", "max_list_replies", "tls_handshake_timeout",
         "registration_timeout", "ping_interval", "ping_timeout", "sendq_bytes", "flood_burst",
         "flood_max_backlog", "max_clients", "connect_rate_window", "argon2_time_cost",
         "argon2_memory_kib", "argon2_parallelism", "hash_workers", "hash_queue_limit",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chaton.store import Store
+from chaton.store import BanRecord, Store
 
 from conftest import (
     FAST_HASH,
@@ -187,6 +187,25 @@ def test_uban_list_info_del(server: RunningServer) -> None:
     boss.expect("FAIL", "UBAN", "NO_SUCH_BAN")
     actions = [a for _, a, _ in audit_actions(server)]
     assert actions.count("ban.add") == 1 and actions.count("ban.del") == 1
+
+
+def test_a_long_ban_list_is_capped_not_a_sendq_drop(start_server: StartServer) -> None:
+    server = start_server(sendq_bytes=65536)
+    with Store(server.settings.db_file) as store:
+        for i in range(2000):
+            store.add_ban(BanRecord("nick", f"spammer{i}", "a reason of some length", "t",
+                                    1000.0 + i))
+    svc = server.server.accounts
+    assert svc is not None
+    server.call(svc.apply_changes)
+    boss = admin_client(server)
+    boss.send("UBAN LIST")
+    got = [m.params[-1] for m in boss.sync() if m.command == "NOTICE"]
+    listed = [t for t in got if t.startswith("Ban: ")]
+    assert len(listed) == server.settings.max_list_replies
+    assert listed[-1].startswith("Ban: spammer1999 ")  # the newest are shown
+    assert any("1800 older bans are not shown" in t for t in got)
+    assert got[-1] == "End of ban list (2000 in force)"
 
 
 def test_admins_online_are_told_of_admin_actions(server: RunningServer) -> None:

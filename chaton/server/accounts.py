@@ -108,21 +108,27 @@ class AccountService:
         ``seq`` whose changes were read, so a commit racing ours cannot be skipped. Each
         changed ban or account is read once per poll, however often it changed.
         """
-        changes = self.store.changes_since(self.bans.version)
-        if changes.gap:
-            self.bans = BanList.load(self.store, time.time())
-            log.info("bans reloaded from the database (%d in force)", len(self.bans))
-            self.enforce_all()
-            return
-        now = time.time()
-        changed = dict.fromkeys((c.kind, c.key) for c in changes.items)  # in order, once
-        for kind, key in changed:
-            if kind == "ban":
-                ban_kind, _, value = key.partition(" ")
-                self._ban_changed(ban_kind, value, now)
-            elif kind == "account":
-                self._account_changed(key)
-        self.bans.version = changes.latest
+        while True:  # in pages of changes_since's limit, until caught up
+            changes = self.store.changes_since(self.bans.version)
+            if changes.gap:
+                self.bans = BanList.load(self.store, time.time())
+                log.info("bans reloaded from the database (%d in force)", len(self.bans))
+                self.enforce_all()
+                names = {n for c in self.server.connections for n in (c.account, c.oper_account)}
+                for name in sorted(casefold(n) for n in names if n is not None):
+                    self._account_changed(name)  # what was pruned may have touched them
+                return
+            if not changes.items:
+                return
+            now = time.time()
+            changed = dict.fromkeys((c.kind, c.key) for c in changes.items)  # in order, once
+            for kind, key in changed:
+                if kind == "ban":
+                    ban_kind, _, value = key.partition(" ")
+                    self._ban_changed(ban_kind, value, now)
+                elif kind == "account":
+                    self._account_changed(key)
+            self.bans.version = changes.latest
 
     def _account_changed(self, key: str) -> None:
         """Re-derive the sessions of account ``key`` from its current record.

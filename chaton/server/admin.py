@@ -208,8 +208,12 @@ def _describe(record: BanRecord, now: float) -> str:
 def _uban_list(server: ChatServer, conn: Connection) -> None:
     now = time.time()
     active = _service(server).bans.active(now)
-    for record in active:
+    shown = server.settings.max_list_replies
+    for record in active[-shown:]:  # the newest: a long list would overrun the SendQ
         _note(server, conn, f"Ban: {_describe(record, now)}")
+    if len(active) > shown:
+        _note(server, conn, f"(the {len(active) - shown} older bans are not shown: "
+                            "'chaton ban list' on the server lists them all)")
     _note(server, conn, f"End of ban list ({len(active)} in force)")
 
 
