@@ -520,7 +520,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         "ban",
         parents=[common],
         help="manage bans (offline, on the server database)",
-        description="Manage bans; a running server picks changes up within seconds.",
+        description="Manage bans; a running server applies changes within about a second.",
     )
     bans = ban.add_subparsers(dest="ban_command", metavar="ACTION", required=True)
 
