@@ -341,3 +341,14 @@ def sasl_login(c: IrcClient, nick: str, account: str, password: str) -> Message:
     for line in sasl_payload(account, password):
         c.send(line)
     return c.expect(("903", "904"))
+
+
+def logged_in(server: RunningServer, nick: str, account: str, password: str,
+              **kw: Any) -> IrcClient:
+    """A client registered as ``nick`` after a successful SASL PLAIN login to ``account``."""
+    c = server.client(**kw)
+    assert sasl_login(c, nick, account, password).command == "903"
+    c.send("CAP END")
+    c.expect("001", nick)
+    c.nick = nick
+    return c

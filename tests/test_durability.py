@@ -20,6 +20,7 @@ from conftest import (
     FAST_HASH,
     RunningServer,
     add_account,
+    logged_in,
     run_chaton,
     sasl_login,
 )
@@ -118,17 +119,11 @@ def test_cli_demotion_and_deletion_reach_live_sessions_within_two_seconds(
     add_account(server.settings, "boss", PW, admin=True)
     add_account(server.settings, "chief", PW, admin=True)
     add_account(server.settings, "carol", PW)
-    boss = server.client()
-    assert sasl_login(boss, "boss", "boss", PW).command == "903"
-    boss.send("CAP END")
-    boss.expect("001")
+    boss = logged_in(server, "boss", "boss", PW)
     guest = server.client("guest")  # admin by OPER, not by its login
     guest.send(f"OPER chief :{PW}")
     guest.expect("381")
-    carol = server.client()
-    assert sasl_login(carol, "carol", "carol", PW).command == "903"
-    carol.send("CAP END")
-    carol.expect("001")
+    carol = logged_in(server, "carol", "carol", PW)
 
     for name in ("boss", "chief"):
         made = run_chaton("account", "role", name, "user", *args)
@@ -152,11 +147,7 @@ def test_password_reset_by_the_cli_ends_the_sessions_using_the_old_one(
     add_account(server.settings, "chief", PW, admin=True)
     sessions = []
     for nick in ("carol", "carol_phone"):
-        c = server.client()
-        assert sasl_login(c, nick, "carol", PW).command == "903"
-        c.send("CAP END")
-        c.expect("001")
-        sessions.append(c)
+        sessions.append(logged_in(server, nick, "carol", PW))
     opered = server.client("helper")
     opered.send(f"OPER chief :{PW}")
     opered.expect("381")
@@ -203,10 +194,7 @@ def test_cli_ban_committed_between_server_commit_and_cache_update_is_enforced(
     """
     args = cli_config(server)
     add_account(server.settings, "boss", PW, admin=True)
-    boss = server.client()
-    assert sasl_login(boss, "boss", "boss", PW).command == "903"
-    boss.send("CAP END")
-    boss.expect("001")
+    boss = logged_in(server, "boss", "boss", PW)
     mallory = server.client("mallory", bind="127.0.0.9")
     svc = server.server.accounts
     assert svc is not None
@@ -403,10 +391,7 @@ def test_disk_full_admin_gets_fail_and_stays_connected(
 ) -> None:
     server = start_server(data_dir=small_disk / "data")
     add_account(server.settings, "boss", PW, admin=True)
-    boss = server.client()
-    assert sasl_login(boss, "boss", "boss", PW).command == "903"
-    boss.send("CAP END")
-    boss.expect("001")
+    boss = logged_in(server, "boss", "boss", PW)
     boss.nick = "boss"
     boss.join("#room")
     victim = server.client("victim").join("#room")

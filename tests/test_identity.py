@@ -11,6 +11,7 @@ from conftest import (
     IrcClient,
     RunningServer,
     add_account,
+    logged_in,
     run_chaton,
     sasl_login,
     sasl_payload,
@@ -67,17 +68,7 @@ def test_guest_holding_a_nick_that_becomes_an_account_is_renamed(server: Running
     friend.expect("NICK", new)  # peers see the rename too
     told = guest.expect("NOTICE", where=lambda m: "belongs to the account carol" in m.params[-1])
     assert new in told.params[-1]
-    real = server.client()
-    real.send("CAP REQ :sasl")
-    real.send("NICK carol")
-    real.send("USER c 0 * :c")
-    real.send("AUTHENTICATE PLAIN")
-    real.expect("AUTHENTICATE", "+")
-    for line in sasl_payload("carol", PW):
-        real.send(line)
-    real.expect("903")
-    real.send("CAP END")
-    assert real.expect("001").params[0] == "carol"
+    logged_in(server, "carol", "carol", PW)  # the owner gets the name
 
 
 # --- login limits under concurrency ---------------------------------------------------------
