@@ -28,11 +28,14 @@ from chaton.datadir import DataDirInUse, DataDirLock
 from chaton.passwords import PasswordInputError, Passwords, read_new_password
 from chaton.protocol.names import valid_nick
 from chaton.server.bans import (
+    LOOPBACK_REASON,
     BanError,
     BanKind,
-    check_reason,
+    ban_audit,
+    ban_span,
     format_duration,
     format_target,
+    new_ban,
     parse_duration,
     parse_target,
     touches_loopback,
@@ -247,26 +250,14 @@ def cmd_ban_add(args: argparse.Namespace) -> int:
     kind, value = parse_target(args.target, nicklen=settings.nicklen)
     target = format_target(kind, value)
     if touches_loopback(kind, value) and not args.force:
-        raise CliError(
-            f"{target} covers loopback addresses (local clients and admins); "
-            "add --force if you really mean it"
-        )
+        raise CliError(f"{target} not banned: {LOOPBACK_REASON}; add --force to insist")
     seconds = parse_duration(args.duration) if args.duration else None
-    reason = check_reason(args.reason or "")
-    now = time.time()
-    record = BanRecord(
-        kind=kind.value,
-        value=value,
-        reason=reason,
-        actor=_actor(),
-        created=now,
-        expires=None if seconds is None else now + seconds,
-    )
-    span = "permanent" if seconds is None else f"for {format_duration(seconds)}"
-    audit_reason = f"{reason} ({span})" if reason else f"({span})"
+    record = new_ban(kind, value, reason=args.reason or "", actor=_actor(), now=time.time(),
+                     seconds=seconds)
+    span = ban_span(record)
     with _open(settings, create=True) as store:
         existed = store.get_ban(kind.value, value) is not None
-        store.add_ban(record, audit=_audit("ban.add", target, audit_reason, at=now))
+        store.add_ban(record, audit=ban_audit(record, actor=record.actor))
     print(f"ban on {target} {'updated' if existed else 'added'} ({span})")
     return EXIT_OK
 

@@ -392,7 +392,6 @@ def test_disk_full_admin_gets_fail_and_stays_connected(
     server = start_server(data_dir=small_disk / "data")
     add_account(server.settings, "boss", PW, admin=True)
     boss = logged_in(server, "boss", "boss", PW)
-    boss.nick = "boss"
     boss.join("#room")
     victim = server.client("victim").join("#room")
     filler = _fill(small_disk)

@@ -142,6 +142,25 @@ def test_duration_with_spaces_reads_the_same_on_the_server(server: RunningServer
     assert "spam links" in info.params[-1] and "expires in 1h 29m" in info.params[-1]
 
 
+def test_uban_and_the_cli_write_the_same_ban_and_audit_line(server: RunningServer) -> None:
+    boss = admin_client(server)
+    boss.send("UBAN ADD nick:viairc DURATION 2h :spam links")
+    boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Banned viairc"))
+    config = server.settings.data_dir.parent / "cli.toml"
+    config.write_text("".join(f"{k} = {v}\n" for k, v in FAST_HASH.items()))
+    made = run_chaton("ban", "add", "nick:viacli", "--duration", "2h", "--reason", "spam links",
+                      "--data-dir", str(server.settings.data_dir), "--config", str(config))
+    assert made.returncode == 0, made.stderr
+    with Store(server.settings.db_file) as store:
+        entries = {e.target: e for e in store.audit_since() if e.action == "ban.add"}
+        bans = {b.value: b for b in store.list_bans()}
+    assert entries["viairc"].reason == entries["viacli"].reason == "spam links (for 2h)"
+    for name in ("viairc", "viacli"):
+        ban = bans[name]
+        assert ban.expires is not None and ban.expires - ban.created == 7200
+        assert ban.reason == "spam links"
+
+
 def test_account_ban_refuses_login(server: RunningServer) -> None:
     boss = admin_client(server)
     add_account(server.settings, "mallory", "mallory password")

@@ -15,11 +15,14 @@ from chaton.protocol.durations import take_duration
 from chaton.protocol.message import Message
 from chaton.server.accounts import AccountService, store_failure
 from chaton.server.bans import (
+    LOOPBACK_REASON,
     BanError,
     BanKind,
+    ban_audit,
     check_reason,
     format_duration,
     format_target,
+    new_ban,
     parse_duration,
     parse_target,
     touches_loopback,
@@ -120,7 +123,7 @@ def _parse_add(args: list[str]) -> tuple[int | None, bool, str]:
 def _needs_force(conn: Connection, kind: BanKind, value: str, svc: AccountService) -> str | None:
     """Why this ban needs FORCE (it would hit loopback or the admin's own connection)."""
     if touches_loopback(kind, value):
-        return "it covers loopback addresses (local admins, bots, this machine)"
+        return LOOPBACK_REASON
     probe = BanRecord(kind.value, value, "", "", time.time())
     if svc.matches(conn, probe):
         return "it would ban your own connection"
@@ -152,13 +155,12 @@ async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> No
             else:
                 targets.append((ip_kind, ip))
     now = time.time()
-    expires = now + duration if duration is not None else None
     actor = conn.oper_account or conn.account or conn.name
     records = []
     try:
         for k, v in targets:
-            record = BanRecord(k.value, v, reason, actor, now, expires)
-            entry = svc.audit_entry(conn, "ban.add", format_target(k, v), reason)
+            record = new_ban(k, v, reason=reason, actor=actor, now=now, seconds=duration)
+            entry = ban_audit(record, actor=actor, source_ip=conn.ip)
             records.append(await svc.writer.run("add_ban", record, audit=entry))
             svc.bans.add(record)
             svc.announce(entry)

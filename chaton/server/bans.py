@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from chaton.protocol import durations
 from chaton.protocol.durations import format_duration
 from chaton.protocol.names import casefold, valid_nick
-from chaton.store import BanRecord
+from chaton.store import AuditEntry, BanRecord
 
 if TYPE_CHECKING:
     from chaton.store import Store
 
 __all__ = [
+    "LOOPBACK_REASON",
     "MAX_BAN_DURATION",
     "MAX_REASON_LENGTH",
     "BanDurationError",
@@ -38,10 +39,13 @@ __all__ = [
     "BanKind",
     "BanList",
     "BanTargetError",
+    "ban_audit",
     "ban_message",
+    "ban_span",
     "check_reason",
     "format_duration",
     "format_target",
+    "new_ban",
     "normalize_ip",
     "parse_duration",
     "parse_target",
@@ -210,6 +214,35 @@ def parse_duration(text: str) -> int:
             "leave it out for a permanent ban"
         )
     return seconds
+
+
+LOOPBACK_REASON = "it covers loopback addresses (local admins, bots, this machine)"
+
+
+def new_ban(
+    kind: BanKind, value: str, *, reason: str, actor: str, now: float, seconds: int | None
+) -> BanRecord:
+    """The record of a ban made now, by UBAN or by the CLI alike (``reason`` checked)."""
+    return BanRecord(kind.value, value, check_reason(reason), actor, now,
+                     None if seconds is None else now + seconds)
+
+
+def ban_span(record: BanRecord) -> str:
+    """``permanent`` or ``for 2h``: how long a ban was made for."""
+    if record.expires is None:
+        return "permanent"
+    return f"for {format_duration(record.expires - record.created)}"
+
+
+def ban_audit(record: BanRecord, *, actor: str, source_ip: str = "") -> AuditEntry:
+    """The one audit line of a new ban, whoever makes it: target, reason and span."""
+    span = ban_span(record)
+    return AuditEntry(
+        at=record.created, actor=actor, action="ban.add",
+        target=format_target(record.kind, record.value),
+        reason=f"{record.reason} ({span})" if record.reason else f"({span})",
+        source_ip=source_ip,
+    )
 
 
 def ban_message(record: BanRecord, now: float) -> str:
