@@ -407,6 +407,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             problems = backup.integrity_check()
             if problems != ["ok"]:
                 raise CliError(f"{source} is damaged ({problems[0]}); not restored")
+            if backup.schema_version() > SCHEMA_VERSION:
+                raise CliError(f"{source} has schema version {backup.schema_version()}, newer "
+                               f"than this chaton's {SCHEMA_VERSION}; not restored")
             summary = _summary(backup)
         kept = _restore_file(source, settings.db_file)
     finally:

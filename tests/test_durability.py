@@ -314,6 +314,26 @@ def test_backup_while_serving_and_writing_then_restore(serve: ServeProcess, tmp_
     assert not any(f"{name} " in listing for name in set(after) - saved)
 
 
+def test_restore_refuses_a_damaged_or_too_new_backup(serve: ServeProcess, tmp_path: Path) -> None:
+    import sqlite3
+
+    from chaton.store import SCHEMA_VERSION
+
+    newer = tmp_path / "newer.db"
+    db = sqlite3.connect(newer)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    before = (serve.data_dir / "chaton.db").read_bytes()
+    for bad, why in ((newer, "newer than this chaton"), (junk, "not a database")):
+        proc = serve.cli("restore", str(bad))
+        assert proc.returncode == 1 and why in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert (serve.data_dir / "chaton.db").read_bytes() == before  # untouched
+
+
 def test_read_commands_never_create_a_database(tmp_path: Path) -> None:
     empty = tmp_path / "typo"
     for args in (("ban", "list"), ("account", "list"), ("audit",), ("check",),

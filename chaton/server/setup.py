@@ -44,7 +44,10 @@ def attach_services(server: ChatServer) -> AccountService:
     except StoreError as exc:
         lock.release()
         text = str(exc)
-        raise StoreError(text if RESTORE_HINT in text else f"{text}; {RESTORE_HINT}") from None
+        damaged = any(word in text for word in ("not a database", "malformed", "corrupt"))
+        if damaged and RESTORE_HINT not in text:
+            text = f"{text}; {RESTORE_HINT}"  # a full disk or a permission needs no restore
+        raise StoreError(text) from None
     except BaseException:
         lock.release()
         raise
