@@ -33,7 +33,6 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server.bans import BanList, ban_message
-from chaton.server.commands import Command
 from chaton.server.login_limits import LoginLimits
 from chaton.server.writer import StoreWriter
 from chaton.store import Account, AuditEntry, BanRecord, Store, StoreError
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.connection import Connection
 
-__all__ = ["COMMANDS", "AccountService", "store_failure"]
+__all__ = ["AccountService", "LoginRefusal", "authenticate", "oper", "store_failure"]
 
 log = logging.getLogger("chaton")
 
@@ -515,9 +514,3 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
     conn.oper_gen = account.password_gen
     conn.numeric(num.RPL_YOUREOPER, "You are now an IRC operator")
     conn.send_msg("MODE", conn.name, "+o", source=conn.name)
-
-
-COMMANDS: dict[str, Command] = {
-    "AUTHENTICATE": Command(authenticate, min_params=1, registered=False),
-    "OPER": Command(oper, min_params=2),
-}

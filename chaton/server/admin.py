@@ -27,14 +27,13 @@ from chaton.server.bans import (
     parse_target,
     touches_loopback,
 )
-from chaton.server.commands import Command
 from chaton.store import BanRecord, StoreError
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.connection import Connection
 
-__all__ = ["COMMANDS"]
+__all__ = ["kill", "uban"]
 
 FORCE_WORD = "FORCE"
 
@@ -238,9 +237,3 @@ def _uban_info(server: ChatServer, conn: Connection, target: str) -> None:
             return
         record = hit
     _note(server, conn, f"Ban: {_describe(record, now)}")
-
-
-COMMANDS: dict[str, Command] = {
-    "KILL": Command(kill, min_params=1, admin=True),
-    "UBAN": Command(uban, min_params=1, admin=True),
-}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from chaton import tls
 from chaton.config import Settings
 from chaton.protocol.message import LineBuffer, Message
-from chaton.server import messaging, queries, registration, rooms
+from chaton.server import commands
 from chaton.server.commands import Command, dispatch
 from chaton.server.connection import Connection, safe_param
 from chaton.server.lines import Outgoing, encode_line
@@ -62,12 +62,7 @@ class ChatServer:
             settings.connect_rate_per_ip, settings.connect_rate_window
         )
         self.isupport = self._isupport()
-        self.commands: dict[str, Command] = {
-            **registration.COMMANDS,
-            **messaging.COMMANDS,
-            **rooms.COMMANDS,
-            **queries.COMMANDS,
-        }
+        self.commands: dict[str, Command] = commands.table()
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int]]:

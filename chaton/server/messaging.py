@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
-from chaton.server.commands import Command
 from chaton.server.lines import Outgoing
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.connection import Connection
 
-__all__ = ["COMMANDS"]
+__all__ = ["relay"]
 
 
-def _relay(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def relay(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
     command = msg.command
     params = msg.params
     if not params or not params[0]:
@@ -68,7 +67,3 @@ def _relay(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None
 
 # PRIVMSG <target>{,<target>} <text to be sent>
 # NOTICE <target>{,<target>} <text to be sent>
-COMMANDS: dict[str, Command] = {
-    "PRIVMSG": Command(_relay),
-    "NOTICE": Command(_relay),
-}

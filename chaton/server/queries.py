@@ -11,14 +11,13 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import is_channel
-from chaton.server.commands import Command
 from chaton.server.registration import send_lusers, send_motd
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.connection import Connection
 
-__all__ = ["COMMANDS"]
+__all__ = ["away", "ison", "lusers", "motd", "userhost", "version", "who", "whois"]
 
 
 def _who_line(server: ChatServer, conn: Connection, room: str, other: Connection) -> None:
@@ -128,15 +127,3 @@ def version(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[Non
     conn.numeric(num.RPL_VERSION, f"chaton-{__version__}", server.name, "TLS-only team chat")
     conn.numeric(num.RPL_ISUPPORT, *server.isupport[:12], "are supported by this server")
     return None
-
-
-COMMANDS: dict[str, Command] = {
-    "WHO": Command(who),
-    "WHOIS": Command(whois, min_params=1),
-    "USERHOST": Command(userhost, min_params=1),
-    "ISON": Command(ison, min_params=1),
-    "AWAY": Command(away),
-    "LUSERS": Command(lusers),
-    "MOTD": Command(motd),
-    "VERSION": Command(version),
-}

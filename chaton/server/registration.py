@@ -3,7 +3,8 @@
 Registration completes when the client has a nickname and a user name and is not in the
 middle of CAP negotiation (``CAP LS``/``REQ`` suspend it until ``CAP END``), as the
 IRCv3 capability negotiation spec requires. Account checks (PASS login, reserved
-nicknames, bans, ``require_account``) hook in through ``server.accounts``.
+nicknames, bans, ``require_account``) hook in through ``server.accounts``. The command
+table (``commands.table``) says which of these run before registration.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import valid_nick
-from chaton.server.commands import Command
 from chaton.server.lines import Outgoing
 
 if TYPE_CHECKING:
@@ -26,13 +26,19 @@ if TYPE_CHECKING:
     from chaton.server.connection import Connection
 
 __all__ = [
-    "COMMANDS",
     "SUPPORTED_CAPS",
+    "cap",
     "change_nick",
     "guest_nick",
+    "nick",
+    "pass_",
+    "ping",
+    "pong",
+    "quit_",
     "send_lusers",
     "send_motd",
     "try_register",
+    "user",
 ]
 
 #: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
@@ -288,14 +294,3 @@ def send_motd(server: ChatServer, conn: Connection) -> None:
     for line in lines:
         conn.numeric(num.RPL_MOTD, f"- {line}")
     conn.numeric(num.RPL_ENDOFMOTD, "End of /MOTD command.")
-
-
-COMMANDS: dict[str, Command] = {
-    "CAP": Command(cap, min_params=1, registered=False),
-    "NICK": Command(nick, registered=False),
-    "USER": Command(user, min_params=4, registered=False),
-    "PASS": Command(pass_, min_params=1, registered=False),
-    "PING": Command(ping, registered=False),
-    "PONG": Command(pong, registered=False),
-    "QUIT": Command(quit_, registered=False),
-}

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold, is_channel, valid_channel
-from chaton.server.commands import Command
 from chaton.server.lines import MAX_LINE, Outgoing
 
 if TYPE_CHECKING:
@@ -24,7 +23,10 @@ if TYPE_CHECKING:
     from chaton.server.connection import Connection
     from chaton.server.state import Channel
 
-__all__ = ["COMMANDS", "kick_from", "prefixed", "send_names"]
+__all__ = [
+    "join", "kick", "kick_from", "list_", "mode", "names", "part", "prefixed", "send_names",
+    "topic",
+]
 
 ROOM_MODES = "+n"
 
@@ -259,14 +261,3 @@ async def _kick(
             return
         if victim in room.members:
             kick_from(server, room, victim, conn.source, reason)
-
-
-COMMANDS: dict[str, Command] = {
-    "JOIN": Command(join, min_params=1),
-    "PART": Command(part, min_params=1),
-    "NAMES": Command(names),
-    "TOPIC": Command(topic, min_params=1),
-    "LIST": Command(list_),
-    "MODE": Command(mode, min_params=1),
-    "KICK": Command(kick, min_params=2, admin=True),
-}

@@ -6,7 +6,6 @@ import os
 from typing import TYPE_CHECKING
 
 from chaton.datadir import DataDirLock
-from chaton.server import accounts, admin
 from chaton.server.accounts import AccountService
 from chaton.store import Store, StoreError
 
@@ -52,6 +51,4 @@ def attach_services(server: ChatServer) -> AccountService:
         lock.release()
         raise
     server.accounts = service
-    server.commands.update(accounts.COMMANDS)
-    server.commands.update(admin.COMMANDS)
     return service
