@@ -104,9 +104,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _audit(action: str, target: str, reason: str = "", at: float | None = None) -> AuditEntry:
+def _audit(action: str, target: str, reason: str = "") -> AuditEntry:
     return AuditEntry(
-        at=time.time() if at is None else at,
+        at=time.time(),
         actor=_actor(),
         action=action,
         target=target,

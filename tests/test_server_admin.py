@@ -22,6 +22,7 @@ from conftest import (
     IrcClient,
     RunningServer,
     add_account,
+    logged_in,
     run_chaton,
     sasl_login,
 )
@@ -32,12 +33,7 @@ PW = "admin password 1"
 
 def admin_client(server: RunningServer, nick: str = "boss", **kw: str) -> IrcClient:
     add_account(server.settings, nick, PW, admin=True)
-    c = server.client(**kw)
-    assert sasl_login(c, nick, nick, PW).command == "903"
-    c.send("CAP END")
-    c.expect("001", nick)
-    c.nick = nick
-    return c
+    return logged_in(server, nick, nick, PW, **kw)
 
 
 def refused(c: IrcClient) -> list[str]:
