@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from chaton.protocol.message import CLIENT_TAG_BYTES, MAX_LINE_BYTES
+
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 
@@ -44,8 +46,12 @@ class Settings:
     )
 
     # --- protocol limits -------------------------------------------------------------------
-    max_line_bytes: int = field(default=512, metadata=_doc("IRC line without tags, with CRLF"))
-    max_tag_bytes: int = field(default=4096, metadata=_doc("allowance for the message tags"))
+    max_line_bytes: int = field(
+        default=MAX_LINE_BYTES, metadata=_doc("IRC line without tags, with CRLF")
+    )
+    max_tag_bytes: int = field(
+        default=CLIENT_TAG_BYTES, metadata=_doc("allowance for the message tags")
+    )
     nicklen: int = field(default=30, metadata=_doc("longest nickname"))
     channellen: int = field(default=50, metadata=_doc("longest room name"))
     topiclen: int = field(default=390, metadata=_doc("longest topic"))

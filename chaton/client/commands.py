@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from chaton.protocol import message
 from chaton.protocol.durations import take_duration
 from chaton.protocol.message import Message, ProtocolError, parse, serialize
 from chaton.protocol.names import casefold, is_channel
@@ -33,8 +34,8 @@ __all__ = [
     "text_messages",
 ]
 
-#: Longest IRC line we send or expect a server to relay, CR LF excluded (RFC 1459: 512 with it).
-MAX_LINE_BYTES = 510
+#: Longest IRC line we send or expect a server to relay, CR LF excluded.
+MAX_LINE_BYTES = message.MAX_LINE_BYTES - 2
 #: Bytes we allow for ``!user@host`` when the server has not shown us our own full source yet.
 SOURCE_ALLOWANCE = 80
 

@@ -44,6 +44,8 @@ from chaton.client.ui import UserInterface, format_event, local_line
 from chaton.protocol import numerics as N
 from chaton.protocol.message import (
     LINE_TOO_LONG,
+    MAX_LINE_BYTES,
+    MAX_TAG_BYTES,
     LineBuffer,
     Message,
     ProtocolError,
@@ -67,7 +69,7 @@ WANTED_CAPS = ("server-time", "message-tags", "echo-message", "sasl")
 #: Longest nickname the client accepts locally; the server's NICKLEN has the last word.
 NICK_MAX = 64
 #: Longest incoming line buffered (tags + 512), like the server's own framer.
-MAX_INCOMING = 4096 + 2 + 512
+MAX_INCOMING = MAX_TAG_BYTES + 2 + MAX_LINE_BYTES
 SASL_TIMEOUT = 30.0
 QUIT_WAIT = 5.0
 AUTOJOIN_WAIT = 10.0

@@ -3,8 +3,11 @@
 Invariants:
 - :func:`parse` and :meth:`LineBuffer.feed` raise nothing but :class:`ProtocolError`
   (``feed`` raises nothing at all), whatever bytes arrive.
-- :func:`serialize` never emits CR, LF or NUL, so a parameter can never smuggle a second
-  command onto the wire; it raises :class:`ProtocolError` instead.
+- Nothing written by this module ever holds CR, LF or NUL inside a line, so no parameter can
+  smuggle a second command onto the wire: :func:`serialize` (strict, for clients) raises
+  :class:`ProtocolError`; :func:`encode_line` (the server's fast path) turns them into
+  spaces, makes unsafe middle parameters ``*`` and cuts to :data:`MAX_LINE_BYTES`.
+- The line and tag limits are defined here, once; the server's settings default to them.
 - The framer never buffers more than ``max_line`` bytes of one line: the rest of an
   over-long line is dropped and reported once as :data:`LINE_TOO_LONG`.
 """
@@ -12,19 +15,34 @@ Invariants:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
+    "CLIENT_TAG_BYTES",
     "LINE_TOO_LONG",
+    "MAX_LINE_BYTES",
+    "MAX_TAG_BYTES",
     "LineBuffer",
     "LineTooLong",
     "Message",
     "ProtocolError",
+    "encode_line",
+    "escape_tag_value",
     "parse",
+    "safe_param",
     "serialize",
     "split_source",
 ]
+
+#: Longest line, CR LF included, tags excluded (RFC 1459, Modern IRC).
+MAX_LINE_BYTES: Final = 512
+#: What a client may send as tags: 4094 bytes plus the ``@`` and the space (IRCv3 message-tags).
+CLIENT_TAG_BYTES: Final = 4096
+#: The tags of one line in total, server-added ones included (IRCv3 message-tags).
+MAX_TAG_BYTES: Final = 8191
+_CONTENT_BYTES = MAX_LINE_BYTES - 2
 
 
 class ProtocolError(ValueError):
@@ -110,12 +128,55 @@ def parse(line: str) -> Message:
     return Message(command.upper(), tuple(params), source, tags)
 
 
+def escape_tag_value(value: str) -> str:
+    """A tag value as it goes on the wire (IRCv3 escaping)."""
+    return value.translate(_ESCAPE_OUT)
+
+
+def safe_param(text: str) -> str:
+    """A middle parameter that could forge others (empty, ``:``-led, spaced) becomes ``*``."""
+    if not text or text[0] == ":" or " " in text:
+        return "*"
+    return text
+
+
+_LINE_BREAKING = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
+def _fit(line: str) -> bytes:
+    """Encode ``line`` with CR LF, cut to :data:`MAX_LINE_BYTES` on a character boundary.
+
+    CR, LF and NUL become spaces whatever their origin (a path in an error message, a
+    stored string), so no text can ever end a line early or smuggle a second one in.
+    """
+    if "\r" in line or "\n" in line or "\0" in line:
+        line = line.translate(_LINE_BREAKING)
+    data = line.encode()
+    if len(data) > _CONTENT_BYTES:
+        data = data[:_CONTENT_BYTES].decode("utf-8", "ignore").encode()
+    return data + b"\r\n"
+
+
+def encode_line(source: str | None, command: str, params: Sequence[str]) -> bytes:
+    """``:source COMMAND p1 p2 :last`` with CR LF, never more than one line (see top)."""
+    head = f":{source} {command}" if source else command
+    if not params:
+        return _fit(head)
+    last = params[-1]
+    if not last or last[0] == ":" or " " in last:
+        last = ":" + last
+    if len(params) == 1:
+        return _fit(f"{head} {last}")
+    middle = " ".join(map(safe_param, params[:-1]))
+    return _fit(f"{head} {middle} {last}")
+
+
 def _format_tags(tags: dict[str, str]) -> str:
     parts = []
     for key, value in tags.items():
         if not _TAG_KEY.match(key):
             raise ProtocolError(f"invalid tag key {key[:40]!r}")
-        parts.append(f"{key}={value.translate(_ESCAPE_OUT)}" if value else key)
+        parts.append(f"{key}={escape_tag_value(value)}" if value else key)
     return "@" + ";".join(parts) + " "
 
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from chaton import tls
 from chaton.config import Settings
-from chaton.protocol.message import LineBuffer, Message
+from chaton.protocol.message import LineBuffer, Message, encode_line
 from chaton.server import commands
 from chaton.server.commands import Command, dispatch
-from chaton.server.connection import Connection, safe_param
-from chaton.server.lines import Outgoing, encode_line
+from chaton.server.connection import Connection
+from chaton.server.lines import Outgoing
 from chaton.server.state import ServerState
 from chaton.server.throttle import SlidingWindowCounter
 
@@ -166,8 +166,7 @@ class ChatServer:
     def numeric_line(self, code: str, nick: str, params: Sequence[str]) -> bytes:
         if not params:
             return encode_line(self.name, code, [nick])
-        middle = [safe_param(p) for p in params[:-1]]
-        return encode_line(self.name, code, [nick, *middle, params[-1]])
+        return encode_line(self.name, code, [nick, *params])
 
     def notice_admins(self, text: str) -> None:
         """Tell every logged-in admin online (admin actions are announced)."""

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.state import Channel
 
-__all__ = ["Connection", "safe_param"]
+__all__ = ["Connection"]
 
 log = logging.getLogger("chaton")
 
@@ -48,13 +48,6 @@ PLAINTEXT_REPLY = (
 NO_FLAGS: frozenset[str] = frozenset()
 #: How long a closing connection may take to deliver its last words before it is aborted.
 CLOSE_GRACE = 5.0
-
-
-def safe_param(text: str) -> str:
-    """Echoed user input that could forge parameters becomes ``*`` (as in Ergo)."""
-    if not text or text[0] == ":" or " " in text:
-        return "*"
-    return text
 
 
 def peer_ip(transport: asyncio.BaseTransport) -> str:

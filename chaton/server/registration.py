@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from chaton import __version__
 from chaton.protocol import numerics as num
-from chaton.protocol.message import Message
+from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import valid_nick
 from chaton.server.lines import Outgoing
 
@@ -265,8 +265,8 @@ def _send_template(conn: Connection, template: Template) -> None:
     nick = conn.name.encode()
     lines = [before + nick + after for before, after in template]
     for i, line in enumerate(lines):
-        if len(line) > 512:  # a long nick pushed a long MOTD line over: cut it like others
-            lines[i] = line[:510].decode("utf-8", "ignore").encode() + b"\r\n"
+        if len(line) > MAX_LINE_BYTES:  # a long nick pushed a long MOTD line over: cut it
+            lines[i] = line[: MAX_LINE_BYTES - 2].decode("utf-8", "ignore").encode() + b"\r\n"
     conn.send(b"".join(lines))
 
 

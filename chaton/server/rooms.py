@@ -14,9 +14,9 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
-from chaton.protocol.message import Message
+from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import casefold, is_channel, valid_channel
-from chaton.server.lines import MAX_LINE, Outgoing
+from chaton.server.lines import Outgoing
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
@@ -42,7 +42,7 @@ def send_names(server: ChatServer, conn: Connection, room: Channel) -> None:
     size = head
     for member in room.members:
         name = prefixed(member)
-        if batch and size + len(name) + 1 > MAX_LINE:
+        if batch and size + len(name) + 1 > MAX_LINE_BYTES - 2:
             conn.numeric(num.RPL_NAMREPLY, "=", room.name, " ".join(batch))
             batch, size = [], head
         batch.append(name)
