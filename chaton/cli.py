@@ -91,7 +91,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     if ready is not None:
         ready.set()
     await stop.wait()
-    log.info("shutting down: telling %d clients", len(server.connections))
+    log.info("shutting down: telling %d clients", len(server.sessions))
     await server.close("Server shutting down")
     return 0
 

@@ -171,3 +171,56 @@ def test_login_storm_from_a_few_addresses_cannot_starve_real_logins(
     assert left > 0, "the real logins waited for the whole storm (first come, first served)"
     busy = [r for r in storm_replies if "Server busy" in r]
     assert len(busy) == 16  # 2 per storm address, told distinctly, not "wrong password"
+
+
+def test_admin_powers_are_checked_against_the_record_at_every_use(
+    start_server: StartServer,
+) -> None:
+    """No poll in sight (an hour apart): a demotion written by another process still takes
+    the powers away at the next admin command, because the command reads the record."""
+    server = start_server(db_poll_interval=3600.0)
+    add_account(server.settings, "boss", PW, admin=True)
+    add_account(server.settings, "chief", PW, admin=True)
+    boss = logged_in(server, "boss", "boss", PW)
+    guest = server.client("guest")
+    guest.send(f"OPER chief :{PW}")
+    guest.expect("381")
+    for c in (boss, guest):
+        c.send("UBAN LIST")
+        assert not any(m.command == "481" for m in c.sync())  # an admin now
+    from chaton.store import Store
+
+    with Store(server.settings.db_file) as store:  # as the CLI would, behind the server
+        store.set_role("boss", "user")
+        store.set_role("chief", "user")
+    for c in (boss, guest):
+        c.send("UBAN LIST")
+        c.expect("MODE", where=lambda m: m.params[-1] == "-o")
+        c.expect("481")
+        c.send("KILL guest :bye")
+        c.expect("481")
+    assert server.call(lambda: len(server.server.admins)) == 0
+
+
+def test_sasl_then_pass_for_another_account_unlocks_nothing(server: RunningServer) -> None:
+    """The other order of the two login paths: SASL first, then a PASS claim for the admin."""
+    add_account(server.settings, "admin", "the real admin password", admin=True)
+    add_account(server.settings, "mallory", PW)
+    c = server.client()
+    c.send("CAP LS 302")
+    c.send("CAP REQ :sasl")
+    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    for line in sasl_payload("mallory", PW):
+        c.send(line)
+    c.expect("903")
+    c.send("PASS admin:anything")
+    c.send("NICK admin")
+    c.send("USER m 0 * :m")
+    c.send("CAP END")
+    c.expect("433")
+    c.send("NICK mallory")
+    assert c.expect("001").params[0] == "mallory"
+    c.send("UBAN LIST")
+    c.expect("481")

@@ -212,7 +212,7 @@ def test_a_long_ban_list_is_capped_not_a_sendq_drop(start_server: StartServer) -
                                     1000.0 + i))
     svc = server.server.accounts
     assert svc is not None
-    server.call(svc.apply_changes)
+    server.call(svc.authority.apply_changes)
     boss = admin_client(server)
     boss.send("UBAN LIST")
     got = [m.params[-1] for m in boss.sync() if m.command == "NOTICE"]

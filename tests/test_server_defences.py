@@ -40,7 +40,7 @@ def test_overlong_line_gets_417_and_is_not_buffered(server: RunningServer) -> No
     c.send_raw(b"PRIVMSG #r :" + b"y" * 100_000)
     c.expect("417")
     conn = _conn_of(server, "long")
-    held = server.call(lambda: conn._framer.pending)
+    held = server.call(lambda: conn.link._framer.pending)
     assert held <= server.settings.max_line_total
     c.send_raw(b"\r\n")
     c.send("PRIVMSG #r :short again")
@@ -204,7 +204,7 @@ def test_total_connection_limit(start_server: StartServer) -> None:
     held[0].send("QUIT")
     held[0].wait_closed()
     deadline = time.monotonic() + 5
-    while server.call(lambda: len(server.server.connections)) > 2:
+    while server.call(lambda: len(server.server.sessions)) > 2:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     server.client("fits")

@@ -1,4 +1,4 @@
-"""Accounts on the wire: SASL PLAIN, PASS, OPER, reserved nicknames and ban enforcement.
+"""Logins on the wire (SASL PLAIN, PASS, OPER), the last registration checks, the audit trail.
 
 Invariants:
 - argon2 never runs on the event loop: every check goes through the bounded ``HashPool``,
@@ -9,12 +9,10 @@ Invariants:
   case still pays for a dummy hash). Attempts are counted before hashing
   (``login_limits``); a login refused by a limit or for load is told so distinctly
   (:class:`LoginRefusal`), never "wrong password".
-- A registered account's nickname is usable only by a client logged in to that account
-  (rfc1459 casefolding, so case does not help an impostor); an unverified PASS claim never
-  unlocks one.
+- What a login may unlock (nicknames, admin powers) is the authority's decision
+  (``authority``), made from the current records; this module only proves who is asking.
 - Durable changes (bans, audit lines) are committed before anyone is told; the in-memory
-  ban list is updated only after the commit, and again from the store's change feed, which
-  also re-derives live sessions from changed accounts (demoted, deleted, newly created).
+  ban list is updated only after the commit, and again from the store's change feed.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -32,14 +30,15 @@ from chaton.passwords import HashPool, HashPoolBusy, Passwords
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
-from chaton.server.bans import BanList, ban_message
+from chaton.server.authority import LOGIN_HINT, Authority
 from chaton.server.login_limits import LoginLimits
+from chaton.server.registration_state import PassClaim
 from chaton.server.writer import StoreWriter
-from chaton.store import Account, AuditEntry, BanRecord, Store, StoreError
+from chaton.store import Account, AuditEntry, Store, StoreError
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = ["AccountService", "LoginRefusal", "authenticate", "oper", "store_failure"]
 
@@ -48,10 +47,6 @@ log = logging.getLogger("chaton")
 SASL_CHUNK = 400
 #: Longest SASL PLAIN payload (base64) we accept: authzid, authcid and password fit easily.
 SASL_MAX = 1600
-LOGIN_HINT = (
-    "log in with SASL (chaton connect asks for the password) or send "
-    "PASS {nick}:<password> before NICK"
-)
 
 
 class LoginRefusal(Enum):
@@ -72,9 +67,8 @@ class AccountService:
         self.writer = StoreWriter(store.path)  # every write, off the loop
         self.passwords = Passwords(s)
         self.pool = HashPool(s)
-        self.bans = BanList.load(store, time.time())
+        self.authority = Authority(server, store)
         self.limits = LoginLimits(s)
-        self._next_poll = 0.0
         self._lock = lock  # one server per data dir, released last
 
     def close(self) -> None:
@@ -84,152 +78,18 @@ class AccountService:
         if self._lock is not None:
             self._lock.release()
 
-    # --- hooks called by the server core ---------------------------------------------------
-    def admit(self, conn: Connection) -> str | None:
-        """An IP or CIDR ban refuses the connection before registration."""
-        record = self.bans.match_ip(conn.ip, time.time())
-        return ban_message(record, time.time()) if record is not None else None
-
-    def tick(self, now_monotonic: float) -> None:
-        """Apply what was committed since the last look, by the CLI or by this server."""
-        if now_monotonic < self._next_poll:
-            return
-        self._next_poll = now_monotonic + self.server.settings.db_poll_interval
-        try:
-            self.apply_changes()
-        except StoreError as exc:
-            log.error("changes-poll-error: %s", exc)
-
-    def apply_changes(self) -> None:
-        """Bring the ban cache and the live sessions up to the database's current records.
-
-        The cache's ``version`` is the change ``seq`` it has applied; it only ever moves to a
-        ``seq`` whose changes were read, so a commit racing ours cannot be skipped. Each
-        changed ban or account is read once per poll, however often it changed.
-        """
-        while True:  # in pages of changes_since's limit, until caught up
-            changes = self.store.changes_since(self.bans.version)
-            if changes.gap:
-                self.bans = BanList.load(self.store, time.time())
-                log.info("bans reloaded from the database (%d in force)", len(self.bans))
-                self.enforce_all()
-                names = {n for c in self.server.connections for n in (c.account, c.oper_account)}
-                for name in sorted(casefold(n) for n in names if n is not None):
-                    self._account_changed(name)  # what was pruned may have touched them
-                return
-            if not changes.items:
-                return
-            now = time.time()
-            changed = dict.fromkeys((c.kind, c.key) for c in changes.items)  # in order, once
-            for kind, key in changed:
-                if kind == "ban":
-                    ban_kind, _, value = key.partition(" ")
-                    self._ban_changed(ban_kind, value, now)
-                elif kind == "account":
-                    self._account_changed(key)
-            self.bans.version = changes.latest
-
-    def _account_changed(self, key: str) -> None:
-        """Re-derive the sessions of account ``key`` from its current record.
-
-        A deleted account's sessions are closed; a session whose admin powers came from an
-        account that is no longer an admin loses them and is told.
-        """
-        account = self.store.get_account(key)
-        holder = self.server.state.find_nick(key)
-        if account is not None and holder is not None and not holder.closing and (
-            holder.account is None or casefold(holder.account) != key
-        ):
-            self._evict_from_nick(holder, account.name)
-        for conn in list(self.server.connections):
-            if conn.closing:
-                continue
-            logged_in = conn.account is not None and casefold(conn.account) == key
-            opered = conn.oper_account is not None and casefold(conn.oper_account) == key
-            if account is None and logged_in:
-                log.info("account-deleted: closing session ip=%s account=%s", conn.ip, key)
-                conn.quit("Your account was deleted")
-            elif account is not None and logged_in and conn.password_gen != account.password_gen:
-                log.info("password-reset: closing session ip=%s account=%s", conn.ip, key)
-                conn.quit("Your password was changed; log in again with the new one")
-            elif opered and conn.is_admin and (
-                account is None or not account.is_admin or conn.oper_gen != account.password_gen
-            ):
-                conn.is_admin = False
-                conn.oper_account = None
-                if conn.registered:
-                    conn.send_msg("MODE", conn.name, "-o", source=conn.name)
-                    conn.send_msg("NOTICE", conn.name,
-                                  "*** Your admin powers were withdrawn (the account changed)")
-                log.info("admin-revoked ip=%s account=%s", conn.ip, key)
-
-    def _evict_from_nick(self, conn: Connection, owner: str) -> None:
-        """A guest holding a nickname that is now an account's is renamed to a guest nick."""
-        from chaton.server.registration import change_nick, guest_nick
-
-        old = conn.name
-        change_nick(self.server, conn, guest_nick(self.server))
-        conn.send_msg("NOTICE", conn.name, f"*** The nickname {old} now belongs to the "
-                      f"account {owner}; you are now {conn.name}. "
-                      + LOGIN_HINT.format(nick=owner))
-        log.info("nick-reclaimed ip=%s nick=%s account=%s", conn.ip, old, owner)
-
-    def _ban_changed(self, kind: str, value: str, now: float) -> None:
-        record = self.store.get_ban(kind, value)
-        if record is None or record.expired(now):
-            self.bans.remove(kind, value)
-            return
-        try:
-            self.bans.add(record)
-        except ValueError:
-            log.warning("skipping unreadable ban %s:%r", kind, value)
-            return
-        self.enforce(record)
-
-    def may_use_nick(self, conn: Connection, nick: str) -> bool:
-        """Refuse a banned or reserved nickname; the refusal is sent from here."""
-        record = self.bans.match_nick(nick, time.time())
-        if record is not None:
-            self._refuse_banned(conn, record)
-            return False
-        if conn.account is not None and casefold(conn.account) == casefold(nick):
-            return True
-        if conn.pass_login is not None and not conn.registered:
-            claimed = conn.pass_login[0] or nick
-            if casefold(claimed) == casefold(nick):
-                return True  # checked with the password when registration completes
-        try:
-            owner = self.store.get_account(nick)
-        except StoreError:
-            log.exception("store-error")
-            owner = None
-        if owner is None:
-            return True
-        if not conn.registered:
-            conn.wanted_nick = nick  # taken up by itself after a login to that account
-        hint = LOGIN_HINT.format(nick=owner.name)
-        conn.send_msg("FAIL", "NICK", "ACCOUNT_REQUIRED", nick,
-                      f"Nickname {nick} is registered; {hint}")
-        conn.numeric(num.ERR_NICKNAMEINUSE, nick, f"Nickname is registered; {hint}")
-        return False
-
-    def register(
-        self, conn: Connection, welcome: Callable[[], bool]
-    ) -> Awaitable[None] | None:
-        """Last checks before the welcome burst: PASS login, bans, ``require_account``."""
-        if conn.account is not None:
-            # SASL logged in: an unverified PASS claim must not unlock any nickname.
-            conn.pass_login = None
-        elif conn.pass_login is not None:
-            return self._pass_login(conn, welcome)
-        self._finish_registration(conn, welcome)
+    def finish_registration(self, conn: Session) -> Awaitable[None] | None:
+        """The checks between "ready" and the welcome (phase CHECKING): a PASS claim's
+        password, ``require_account``, the nickname's owner, bans."""
+        claim = conn.take_pass_claim()
+        if claim is not None:
+            return self._pass_login(conn, claim)
+        self._final_checks(conn)
         return None
 
-    async def _pass_login(self, conn: Connection, welcome: Callable[[], bool]) -> None:
-        assert conn.pass_login is not None and conn.nick is not None
-        name, password = conn.pass_login
-        conn.pass_login = None
-        account = await self.check_password(conn, name or conn.nick, password)
+    async def _pass_login(self, conn: Session, claim: PassClaim) -> None:
+        assert conn.nick is not None
+        account = await self.check_password(conn, claim.account or conn.nick, claim.password)
         if conn.closing:
             return
         if isinstance(account, LoginRefusal):
@@ -240,9 +100,11 @@ class AccountService:
             return
         if not self.log_in(conn, account):
             return
-        self._finish_registration(conn, welcome)
+        self._final_checks(conn)
 
-    def _finish_registration(self, conn: Connection, welcome: Callable[[], bool]) -> None:
+    def _final_checks(self, conn: Session) -> None:
+        from chaton.server.registration import complete
+
         s = self.server.settings
         assert conn.nick is not None
         if s.require_account and conn.account is None:
@@ -250,20 +112,20 @@ class AccountService:
                           + LOGIN_HINT.format(nick=conn.nick))
             conn.quit("An account is required on this server")
             return
-        owner_ok = conn.account is not None and casefold(conn.account) == casefold(conn.nick)
-        if not owner_ok and not self.may_use_nick(conn, conn.nick):
-            conn.nick = None
+        if not self.authority.may_use_nick(conn, conn.nick):
+            if not conn.closing:
+                conn.nick_refused()
             return
-        record = self.bans.match(time.time(), nick=conn.nick, account=conn.account)
+        record = self.authority.ban_for(conn)
         if record is not None:
-            self._refuse_banned(conn, record)
+            self.authority.refuse_banned(conn, record)
             return
-        if welcome() and conn.is_admin:
+        if complete(self.server, conn) and conn.is_admin:
             self.server.notice_admins(f"{conn.nick} ({conn.account}) is online as admin")
 
     # --- password checks -------------------------------------------------------------------
     async def check_password(
-        self, conn: Connection, name: str, password: str
+        self, conn: Session, name: str, password: str
     ) -> Account | LoginRefusal:
         """The account if ``password`` is right, else why not; limited; never on the loop.
 
@@ -299,7 +161,7 @@ class AccountService:
         return account
 
     @staticmethod
-    def explain(conn: Connection, refusal: LoginRefusal) -> None:
+    def explain(conn: Session, refusal: LoginRefusal) -> None:
         """Tell ``conn`` why a login that was not a wrong password failed."""
         if refusal is not LoginRefusal.WRONG:
             conn.send_msg("NOTICE", conn.name, f"*** {refusal.value}")
@@ -313,65 +175,30 @@ class AccountService:
         except (HashPoolBusy, StoreError):
             log.warning("rehash postponed for account=%s", account.name)
 
-    def log_in(self, conn: Connection, account: Account) -> bool:
+    def log_in(self, conn: Session, account: Account) -> bool:
         """Attach ``account`` to ``conn`` unless it is banned (then 465 and ERROR)."""
-        record = self.bans.match_account(account.name, time.time())
+        record = self.authority.login_ban(account.name)
         if record is not None:
-            self._refuse_banned(conn, record)
+            self.authority.refuse_banned(conn, record)
             return False
-        conn.account = account.name
+        conn.logged_in(account.name)
         conn.password_gen = account.password_gen
-        if account.is_admin:
+        if self.authority.may_be_admin(account):
             conn.is_admin = True
             conn.oper_account = account.name
             conn.oper_gen = account.password_gen
         log.info("login ip=%s account=%s role=%s", conn.ip, account.name, account.role)
         return True
 
-    # --- bans ------------------------------------------------------------------------------
-    def _refuse_banned(self, conn: Connection, record: BanRecord) -> None:
-        text = ban_message(record, time.time())
-        conn.numeric(num.ERR_YOUREBANNEDCREEP, text)
-        conn.quit(text)
-
-    def matches(self, conn: Connection, record: BanRecord) -> bool:
-        return self.ban_for(conn, BanList([record]), time.time()) is not None
-
-    @staticmethod
-    def ban_for(conn: Connection, bans: BanList, now: float) -> BanRecord | None:
-        """The ban in ``bans`` that catches ``conn``: its address, nick, login account, or
-        the account whose admin powers it took with OPER."""
-        found = bans.match(now, ip=conn.ip, nick=conn.nick, account=conn.account)
-        if found is None and conn.oper_account is not None:
-            found = bans.match_account(conn.oper_account, now)
-        return found
-
-    def enforce(self, record: BanRecord) -> list[Connection]:
-        """Disconnect everyone ``record`` matches (a new ban applies at once)."""
-        conns = [c for c in self.server.connections if not c.closing]
-        hit = [c for c in conns if self.matches(c, record)]
-        for conn in hit:
-            self._refuse_banned(conn, record)
-        return hit
-
-    def enforce_all(self) -> None:
-        now = time.time()
-        for conn in list(self.server.connections):
-            if conn.closing:
-                continue
-            record = self.ban_for(conn, self.bans, now)
-            if record is not None:
-                self._refuse_banned(conn, record)
-
     # --- audit -----------------------------------------------------------------------------
-    def audit_entry(self, conn: Connection, action: str, target: str, reason: str) -> AuditEntry:
+    def audit_entry(self, conn: Session, action: str, target: str, reason: str) -> AuditEntry:
         return AuditEntry(
             at=time.time(), actor=conn.oper_account or conn.account or conn.name,
             action=action, target=target, reason=reason, source_ip=conn.ip,
         )
 
     async def record_admin_action(
-        self, conn: Connection, command: str, action: str, target: str, reason: str
+        self, conn: Session, command: str, action: str, target: str, reason: str
     ) -> bool:
         """Commit an audit line, then tell the admins online (KICK, KILL, OPER...).
 
@@ -396,7 +223,7 @@ class AccountService:
         self.server.notice_admins(f"{entry.actor} {entry.action} {entry.target}{why}")
 
 
-def store_failure(conn: Connection, command: str, what: str, exc: StoreError) -> None:
+def store_failure(conn: Session, command: str, what: str, exc: StoreError) -> None:
     """Tell ``conn`` that ``what`` was not done because the database refused the write."""
     conn.send_msg("FAIL", command, "STORE_ERROR", f"{what}: {exc}")
 
@@ -408,7 +235,7 @@ def _service(server: ChatServer) -> AccountService:
 
 
 # AUTHENTICATE <mechanism> | <base64 chunk> | + | *
-def authenticate(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def authenticate(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     svc = _service(server)
     arg = msg.params[0]
     if "sasl" not in conn.caps:
@@ -446,7 +273,7 @@ def authenticate(server: ChatServer, conn: Connection, msg: Message) -> Awaitabl
     return _sasl_plain(svc, conn, payload)
 
 
-async def _sasl_plain(svc: AccountService, conn: Connection, payload: str) -> None:
+async def _sasl_plain(svc: AccountService, conn: Session, payload: str) -> None:
     try:
         authzid, authcid, password = (
             base64.b64decode(payload, validate=True).decode("utf-8").split("\0")
@@ -477,21 +304,21 @@ async def _sasl_plain(svc: AccountService, conn: Connection, payload: str) -> No
     mask = f"{conn.name}!{conn.user or '*'}@{conn.host}"
     conn.numeric(num.RPL_LOGGEDIN, mask, account.name, f"You are now logged in as {account.name}")
     conn.numeric(num.RPL_SASLSUCCESS, "SASL authentication successful")
-    if not conn.registered and not conn.cap_negotiating:
+    if not conn.registered and not conn.negotiating:
         # Registration stalled on the reserved nickname (CAP END came first): finish it now.
-        from chaton.server.registration import try_register
+        from chaton.server.registration import progress
 
-        pending = try_register(svc.server, conn)
+        pending = progress(svc.server, conn)
         if pending is not None:
             await pending
 
 
 # OPER <name> <password>
-def oper(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def oper(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     return _oper(_service(server), conn, msg.params[0], msg.params[1])
 
 
-async def _oper(svc: AccountService, conn: Connection, name: str, password: str) -> None:
+async def _oper(svc: AccountService, conn: Session, name: str, password: str) -> None:
     account = await svc.check_password(conn, name, password)
     if conn.closing:
         return
@@ -499,8 +326,8 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
         svc.explain(conn, account)
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
-    banned = svc.bans.match_account(account.name, time.time()) is not None
-    if not account.is_admin or banned:
+    banned = svc.authority.login_ban(account.name) is not None
+    if not svc.authority.may_be_admin(account):
         # Right password, but no admin powers: the same reply as a wrong one, and counted.
         svc.limits.penalize(conn.ip, time.monotonic())
         log.info("oper-refused ip=%s account=%s role=%s banned=%s",
@@ -508,6 +335,12 @@ async def _oper(svc: AccountService, conn: Connection, name: str, password: str)
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
     if not await svc.record_admin_action(conn, "OPER", "oper", conn.name, ""):
+        return
+    current = svc.authority.account(account.name)  # the commit took time: look again
+    if conn.closing or current is None or not svc.authority.may_be_admin(current) or (
+        current.password_gen != account.password_gen
+    ):
+        conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
     conn.is_admin = True
     conn.oper_account = account.name

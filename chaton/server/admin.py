@@ -18,6 +18,7 @@ from chaton.server.bans import (
     LOOPBACK_REASON,
     BanError,
     BanKind,
+    BanList,
     ban_audit,
     check_reason,
     format_duration,
@@ -31,7 +32,7 @@ from chaton.store import BanRecord, StoreError
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = ["kill", "uban"]
 
@@ -44,16 +45,16 @@ def _service(server: ChatServer) -> AccountService:
     return svc
 
 
-def _note(server: ChatServer, conn: Connection, text: str) -> None:
+def _note(server: ChatServer, conn: Session, text: str) -> None:
     conn.send_msg("NOTICE", conn.name, text, source=server.name)
 
 
-def _fail(conn: Connection, code: str, text: str) -> None:
+def _fail(conn: Session, code: str, text: str) -> None:
     conn.send_msg("FAIL", "UBAN", code, text)
 
 
 # KILL <nickname> <comment>
-def kill(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def kill(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     victim = server.state.find_nick(msg.params[0])
     if victim is None:
         conn.numeric(num.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
@@ -62,7 +63,7 @@ def kill(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     return _kill(server, conn, victim, reason)
 
 
-async def _kill(server: ChatServer, conn: Connection, victim: Connection, reason: str) -> None:
+async def _kill(server: ChatServer, conn: Session, victim: Session, reason: str) -> None:
     if not await _service(server).record_admin_action(conn, "KILL", "kill", victim.name, reason):
         return
     victim.quit(f"Killed by {conn.name}: {reason}")
@@ -71,7 +72,7 @@ async def _kill(server: ChatServer, conn: Connection, victim: Connection, reason
 
 # UBAN ADD <target> [DURATION <duration>] [FORCE] [REASON...]
 # UBAN DEL <target> | UBAN LIST | UBAN INFO <target>
-def uban(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def uban(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     sub = msg.params[0].upper()
     args = list(msg.params[1:])
     if len(args) == 1 and " " in args[0]:  # "UBAN ADD :target DURATION 1h reason" style
@@ -92,7 +93,7 @@ def uban(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 def _target_or_fail(
-    server: ChatServer, conn: Connection, target: str
+    server: ChatServer, conn: Session, target: str
 ) -> tuple[BanKind, str] | None:
     try:
         return parse_target(target, nicklen=server.settings.nicklen)
@@ -119,17 +120,17 @@ def _parse_add(args: list[str]) -> tuple[int | None, bool, str]:
     return duration, force, check_reason(" ".join(rest))
 
 
-def _needs_force(conn: Connection, kind: BanKind, value: str, svc: AccountService) -> str | None:
+def _needs_force(conn: Session, kind: BanKind, value: str, svc: AccountService) -> str | None:
     """Why this ban needs FORCE (it would hit loopback or the admin's own connection)."""
     if touches_loopback(kind, value):
         return LOOPBACK_REASON
     probe = BanRecord(kind.value, value, "", "", time.time())
-    if svc.matches(conn, probe):
+    if svc.authority.ban_for(conn, BanList([probe])) is not None:
         return "it would ban your own connection"
     return None
 
 
-async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> None:
+async def _uban_add(server: ChatServer, conn: Session, args: list[str]) -> None:
     svc = _service(server)
     try:
         kind, value = parse_target(args[0], nicklen=server.settings.nicklen)
@@ -161,7 +162,7 @@ async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> No
             record = new_ban(k, v, reason=reason, actor=actor, now=now, seconds=duration)
             entry = ban_audit(record, actor=actor, source_ip=conn.ip)
             records.append(await svc.writer.run("add_ban", record, audit=entry))
-            svc.bans.add(record)
+            svc.authority.bans.add(record)
             svc.announce(entry)
     except StoreError as exc:
         store_failure(conn, "UBAN", "Ban not saved", exc)
@@ -170,12 +171,12 @@ async def _uban_add(server: ChatServer, conn: Connection, args: list[str]) -> No
     names = ", ".join(format_target(BanKind(r.kind), r.value) for r in records)
     dropped = []
     for record in records:
-        dropped += [c.name for c in svc.enforce(record)]
+        dropped += [c.name for c in svc.authority.enforce(record)]
     gone = f"; disconnected {', '.join(dropped)}" if dropped else ""
     _note(server, conn, f"Banned {names} {lasting}{gone}{skipped_ip}")
 
 
-async def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
+async def _uban_del(server: ChatServer, conn: Session, target: str) -> None:
     svc = _service(server)
     parsed = _target_or_fail(server, conn, target)
     if parsed is None:
@@ -190,7 +191,7 @@ async def _uban_del(server: ChatServer, conn: Connection, target: str) -> None:
     if not removed:
         _fail(conn, "NO_SUCH_BAN", f"No ban on {format_target(kind, value)}")
         return
-    svc.bans.remove(kind, value)
+    svc.authority.bans.remove(kind, value)
     svc.announce(entry)
     _note(server, conn, f"Removed the ban on {format_target(kind, value)}")
 
@@ -206,9 +207,9 @@ def _describe(record: BanRecord, now: float) -> str:
     return f"{target} - {reason} - by {record.actor} on {made}, {left}"
 
 
-def _uban_list(server: ChatServer, conn: Connection) -> None:
+def _uban_list(server: ChatServer, conn: Session) -> None:
     now = time.time()
-    active = _service(server).bans.active(now)
+    active = _service(server).authority.bans.active(now)
     shown = server.settings.max_list_replies
     for record in active[-shown:]:  # the newest: a long list would overrun the SendQ
         _note(server, conn, f"Ban: {_describe(record, now)}")
@@ -218,20 +219,20 @@ def _uban_list(server: ChatServer, conn: Connection) -> None:
     _note(server, conn, f"End of ban list ({len(active)} in force)")
 
 
-def _uban_info(server: ChatServer, conn: Connection, target: str) -> None:
+def _uban_info(server: ChatServer, conn: Session, target: str) -> None:
     svc = _service(server)
     parsed = _target_or_fail(server, conn, target)
     if parsed is None:
         return
     kind, value = parsed
     now = time.time()
-    record = svc.bans.get(kind, value)
+    record = svc.authority.bans.get(kind, value)
     if record is None or record.expired(now):
         # Maybe it is an online nickname or address: say which ban would catch it.
         other = server.state.find_nick(target)
         hit = None
         if other is not None:
-            hit = svc.bans.match(now, ip=other.ip, nick=other.nick, account=other.account)
+            hit = svc.authority.ban_for(other)
         if hit is None:
             _fail(conn, "NO_SUCH_BAN", f"No ban on {format_target(kind, value)}")
             return

@@ -26,13 +26,16 @@ from chaton.config import Settings
 from chaton.protocol.message import LineBuffer, Message, encode_line
 from chaton.server import commands
 from chaton.server.commands import Command, dispatch
-from chaton.server.connection import Connection
 from chaton.server.lines import Outgoing
+from chaton.server.registration_state import Phase
+from chaton.server.session import Session
 from chaton.server.state import ServerState
 from chaton.server.throttle import SlidingWindowCounter
+from chaton.server.transport.tls_connection import TlsConnection
 
 if TYPE_CHECKING:
     from chaton.server.accounts import AccountService
+    from chaton.server.authority import Authority
 
 __all__ = ["ChatServer"]
 
@@ -46,18 +49,19 @@ class ChatServer:
         self.name = settings.server_name
         self.ssl_context = ssl_context or tls.server_context(settings.cert_file, settings.key_file)
         self.state = ServerState()
-        self.connections: set[Connection] = set()
+        self.sessions: set[Session] = set()
         self.per_ip: Counter[str] = Counter()
-        self.admins: set[Connection] = set()  # kept by Connection.is_admin
+        self.admins: set[Session] = set()  # kept by Session.is_admin
         self.started = time.time()
         self.max_seen = 0
-        self._dirty: list[Connection] = []
+        self._dirty: list[TlsConnection] = []
         self._flush_handle: asyncio.Handle | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: AccountService | None = None  # attached by server.setup
+        self.authority: Authority | None = None  # likewise: the accounts' authority
         self.connect_rate = SlidingWindowCounter(
             settings.connect_rate_per_ip, settings.connect_rate_window
         )
@@ -73,7 +77,7 @@ class ChatServer:
         bound: list[tuple[str, int]] = []
         for host in hosts:  # one port for all addresses, even when port 0 picks it
             server = await loop.create_server(
-                lambda: Connection(self), host, port, reuse_address=True, backlog=1024
+                lambda: TlsConnection(self), host, port, reuse_address=True, backlog=1024
             )
             self._servers.append(server)
             bound += [s.getsockname()[:2] for s in server.sockets]
@@ -89,30 +93,32 @@ class ChatServer:
             server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for conn in list(self.connections):
-            conn.quit(reason)
+        for session in list(self.sessions):
+            session.quit(reason)
         deadline = time.monotonic() + 3.0
-        while self.connections and time.monotonic() < deadline:
+        while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
+        for session in list(self.sessions):
+            session.link.abort()
         if self.accounts is not None:
             self.accounts.close()
         self._closed.set()
-        log.info("closed: %d connections remained at the end", len(self.connections))
+        log.info("closed: %d connections remained at the end", len(self.sessions))
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
     # --- admission ------------------------------------------------------------------------
-    def admit(self, conn: Connection) -> str | None:
-        """Count a new connection; return why it must be refused, if it must."""
+    def admit(self, conn: Session) -> None:
+        """Count a new connection; note why it must be refused (told once TLS is up)."""
+        conn.refusal = self._refusal(conn)
+
+    def _refusal(self, conn: Session) -> str | None:
         s = self.settings
-        self.connections.add(conn)
+        self.sessions.add(conn)
         self.per_ip[conn.ip] += 1
-        self.max_seen = max(self.max_seen, len(self.connections))
-        if len(self.connections) > s.max_clients:
+        self.max_seen = max(self.max_seen, len(self.sessions))
+        if len(self.sessions) > s.max_clients:
             return "Too many connections on this server; try again later"
         if s.max_clients_per_ip and self.per_ip[conn.ip] > s.max_clients_per_ip:
             return f"Too many connections from your address (limit {s.max_clients_per_ip})"
@@ -123,37 +129,35 @@ class ChatServer:
                 f"{s.connect_rate_window:g} seconds from one address"
             )
         self.connect_rate.hit(conn.ip, now)
-        return self.accounts.admit(conn) if self.accounts is not None else None
+        return self.authority.admit(conn) if self.authority is not None else None
 
-    def on_tls_ready(self, conn: Connection) -> None:
-        assert conn.tls is not None
+    def on_link_ready(self, conn: Session) -> None:
         if conn.refusal:
             log.info("refused ip=%s reason=%s", conn.ip, conn.refusal)
             conn.quit(conn.refusal)
             return
-        log.info("connect ip=%s tls=%s cipher=%s", conn.ip, conn.tls.version, conn.tls.cipher)
+        log.info("connect ip=%s %s", conn.ip, conn.link.description)
 
-    def on_closing(self, conn: Connection) -> None:
+    def on_closing(self, conn: Session) -> None:
         """Take ``conn`` out of the shared state and tell its peers, once."""
-        if conn.registered and conn.nick is not None:
-            conn.registered = False
+        if conn.close() is Phase.REGISTERED and conn.nick is not None:
             peers = self.state.remove(conn)
             if peers:
                 Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"]).send_to(peers)
 
-    def on_connection_lost(self, conn: Connection) -> None:
+    def on_connection_lost(self, conn: Session) -> None:
         self.on_closing(conn)
         self.admins.discard(conn)
-        if conn in self.connections:
-            self.connections.discard(conn)
+        if conn in self.sessions:
+            self.sessions.discard(conn)
             self.per_ip[conn.ip] -= 1
             if self.per_ip[conn.ip] <= 0:
                 del self.per_ip[conn.ip]
-        if conn.tls_ready:
+        if conn.linked:
             log.info("disconnect ip=%s nick=%s reason=%s", conn.ip, conn.nick, conn.close_reason)
 
     # --- commands -------------------------------------------------------------------------
-    def dispatch(self, conn: Connection, msg: Message) -> Awaitable[None] | None:
+    def dispatch(self, conn: Session, msg: Message) -> Awaitable[None] | None:
         return dispatch(self.commands, self, conn, msg)
 
     def new_line_buffer(self) -> LineBuffer:
@@ -170,12 +174,12 @@ class ChatServer:
 
     def notice_admins(self, text: str) -> None:
         """Tell every logged-in admin online (admin actions are announced)."""
-        for conn in self.connections:
-            if conn.is_admin and conn.registered:
+        for conn in self.admins:
+            if conn.registered:
                 conn.send_msg("NOTICE", conn.name, f"*** {text}")
 
     # --- output scheduling ----------------------------------------------------------------
-    def schedule_flush(self, conn: Connection) -> None:
+    def schedule_flush(self, conn: TlsConnection) -> None:
         self._dirty.append(conn)
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_all)
@@ -206,16 +210,11 @@ class ChatServer:
     def sweep(self, now: float) -> None:
         """Enforce handshake, registration and ping timeouts (one pass over clients)."""
         s = self.settings
-        for conn in list(self.connections):
+        for conn in list(self.sessions):
             if conn.closing:
                 continue
-            age = now - conn.connected_at
-            if not conn.tls_ready:
-                if age > s.tls_handshake_timeout:
-                    log.info("tls-timeout ip=%s", conn.ip)
-                    conn.abort("TLS handshake timeout")
-            elif not conn.registered:
-                if age > s.registration_timeout:
+            if not conn.registered:
+                if conn.expired(now):
                     conn.quit("Registration timeout")
             elif conn.ping_sent_at is not None:
                 if now - conn.ping_sent_at > s.ping_timeout:
@@ -223,8 +222,8 @@ class ChatServer:
             elif now - conn.last_active > s.ping_interval:
                 conn.ping_sent_at = now
                 conn.send_msg("PING", self.name)
-        if self.accounts is not None:
-            self.accounts.tick(now)
+        if self.authority is not None:
+            self.authority.tick(now)
 
     # --- ISUPPORT -------------------------------------------------------------------------
     def _isupport(self) -> list[str]:

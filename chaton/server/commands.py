@@ -1,9 +1,9 @@
 """The one command table: per command its syntax, what it needs, and its handler.
 
-Registration (451), parameter count (461), privilege (481) and unknown commands (421) are
-answered here, once, so handlers stay short and cannot forget a check. ``pre_reg`` commands
-may be sent before registration completes; ``admin`` ones need admin powers, which the
-account service derives from the current account records (see ``accounts``).
+Phase (451 before registration, 462 after it), parameter count (461), privilege (481) and
+unknown commands (421) are answered here, once, so handlers stay short and cannot forget a
+check. ``admin`` commands need admin powers, which the authority derives from the current
+account record at every use (see ``authority``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,22 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
+from chaton.server.registration_state import BEFORE_REGISTRATION, Phase
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
-__all__ = ["Command", "Handler", "dispatch", "table"]
+__all__ = ["ANY", "BEFORE", "REGISTERED", "Command", "Handler", "dispatch", "table"]
 
 #: A handler either finishes at once (``None``) or returns work the connection waits for.
-Handler = Callable[["ChatServer", "Connection", Message], Awaitable[None] | None]
+Handler = Callable[["ChatServer", "Session", Message], Awaitable[None] | None]
+
+
+#: Where a command may be sent. (CHECKING never sees one: input waits while it lasts.)
+REGISTERED = frozenset({Phase.REGISTERED})
+BEFORE = BEFORE_REGISTRATION
+ANY = BEFORE | REGISTERED
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +37,8 @@ class Command:
     handler: Handler
     syntax: str = ""
     min_params: int = 0
-    registered: bool = True  # refused with 451 before registration completes
-    admin: bool = False  # refused with 481 unless the client has admin powers
+    phases: frozenset[Phase] = REGISTERED  # elsewhere: 451 before registration, 462 after
+    admin: bool = False  # refused with 481 unless the client has admin powers now
 
 
 def table() -> dict[str, Command]:
@@ -41,15 +48,14 @@ def table() -> dict[str, Command]:
     c = Command
     return {
         # registration and liveness; usable before registration
-        "CAP": c(registration.cap, "CAP <subcommand> [:<capabilities>]", 1, registered=False),
-        "NICK": c(registration.nick, "NICK <nickname>", registered=False),
-        "USER": c(registration.user, "USER <user> 0 * :<realname>", 4, registered=False),
-        "PASS": c(registration.pass_, "PASS <account>:<password>", 1, registered=False),
-        "AUTHENTICATE": c(accounts.authenticate, "AUTHENTICATE <mechanism>|<data>", 1,
-                          registered=False),
-        "PING": c(registration.ping, "PING <token>", registered=False),
-        "PONG": c(registration.pong, "PONG <token>", registered=False),
-        "QUIT": c(registration.quit_, "QUIT [:<reason>]", registered=False),
+        "CAP": c(registration.cap, "CAP <subcommand> [:<capabilities>]", 1, ANY),
+        "NICK": c(registration.nick, "NICK <nickname>", 0, ANY),
+        "USER": c(registration.user, "USER <user> 0 * :<realname>", 4, BEFORE),
+        "PASS": c(registration.pass_, "PASS <account>:<password>", 1, BEFORE),
+        "AUTHENTICATE": c(accounts.authenticate, "AUTHENTICATE <mechanism>|<data>", 1, ANY),
+        "PING": c(registration.ping, "PING <token>", 0, ANY),
+        "PONG": c(registration.pong, "PONG <token>", 0, ANY),
+        "QUIT": c(registration.quit_, "QUIT [:<reason>]", 0, ANY),
         # talking
         "PRIVMSG": c(messaging.relay, "PRIVMSG <target>[,<target>] :<text>"),
         "NOTICE": c(messaging.relay, "NOTICE <target>[,<target>] :<text>"),
@@ -79,23 +85,27 @@ def table() -> dict[str, Command]:
 
 
 def dispatch(
-    table: dict[str, Command], server: ChatServer, conn: Connection, msg: Message
+    table: dict[str, Command], server: ChatServer, conn: Session, msg: Message
 ) -> Awaitable[None] | None:
     """Check ``msg`` against the table and run its handler."""
     cmd = table.get(msg.command)
+    registered = conn.registered
     if cmd is None:
-        if conn.registered:
+        if registered:
             conn.numeric(num.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
         else:
             conn.numeric(num.ERR_NOTREGISTERED, "You have not registered")
         return None
-    if cmd.registered and not conn.registered:
-        conn.numeric(num.ERR_NOTREGISTERED, "You have not registered")
+    if conn.phase not in cmd.phases:
+        if registered:
+            conn.numeric(num.ERR_ALREADYREGISTERED, "You may not reregister")
+        else:
+            conn.numeric(num.ERR_NOTREGISTERED, "You have not registered")
         return None
     if len(msg.params) < cmd.min_params:
         conn.numeric(num.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
         return None
-    if cmd.admin and not conn.is_admin:
+    if cmd.admin and (server.authority is None or not server.authority.admin_powers(conn)):
         conn.numeric(num.ERR_NOPRIVILEGES, "Permission denied - you're not an IRC operator")
         return None
     return cmd.handler(server, conn, msg)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from chaton.protocol.message import encode_line, escape_tag_value
 
 if TYPE_CHECKING:
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = ["Outgoing", "server_time"]
 
@@ -28,7 +28,7 @@ def server_time(now: float | None = None) -> str:
 class Outgoing:
     """One message for many recipients, encoded at most once per tag variant.
 
-    ``Connection.tag_mode`` picks the variant: bit 1 adds the ``time`` tag (server-time),
+    ``Session.tag_mode`` picks the variant: bit 1 adds the ``time`` tag (server-time),
     bit 2 adds the sender's client-only ``+tags`` (message-tags).
     """
 
@@ -46,7 +46,7 @@ class Outgoing:
         self._client_tags = client_tags
         self._lines: list[bytes | None] = [self.plain, None, None, None]
 
-    def line_for(self, conn: Connection) -> bytes:
+    def line_for(self, conn: Session) -> bytes:
         mode = conn.tag_mode
         line = self._lines[mode]
         if line is None:
@@ -61,7 +61,7 @@ class Outgoing:
             self._lines[mode] = line
         return line
 
-    def send_to(self, conns: Iterable[Connection], skip: Connection | None = None) -> None:
+    def send_to(self, conns: Iterable[Session], skip: Session | None = None) -> None:
         """Queue the message to every connection but ``skip`` (the hot loop of fan-out)."""
         lines = self._lines
         for conn in conns:

@@ -15,12 +15,12 @@ from chaton.server.lines import Outgoing
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = ["relay"]
 
 
-def relay(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     command = msg.command
     params = msg.params
     if not params or not params[0]:

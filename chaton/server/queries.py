@@ -15,12 +15,12 @@ from chaton.server.registration import send_lusers, send_motd
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = ["away", "ison", "lusers", "motd", "userhost", "version", "who", "whois"]
 
 
-def _who_line(server: ChatServer, conn: Connection, room: str, other: Connection) -> None:
+def _who_line(server: ChatServer, conn: Session, room: str, other: Session) -> None:
     flags = ("G" if other.away is not None else "H") + ("*@" if other.is_admin else "")
     conn.numeric(
         num.RPL_WHOREPLY, room, other.user or "*", other.host, server.name, other.name, flags,
@@ -29,7 +29,7 @@ def _who_line(server: ChatServer, conn: Connection, room: str, other: Connection
 
 
 # WHO <mask>   (a room, or a nickname)
-def who(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def who(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     mask = msg.param(0)
     if is_channel(mask):
         room = server.state.find_channel(mask)
@@ -45,7 +45,7 @@ def who(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] |
 
 
 # WHOIS [<server>] <nick>
-def whois(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def whois(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     nick = msg.params[-1]
     other = server.state.find_nick(nick)
     if other is None:
@@ -77,7 +77,7 @@ def whois(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
 
 
 # USERHOST <nickname>{ <nickname>}
-def userhost(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def userhost(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     replies = []
     for nick in msg.params[:5]:
         other = server.state.find_nick(nick)
@@ -90,7 +90,7 @@ def userhost(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[No
 
 
 # ISON <nickname>{ <nickname>}
-def ison(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def ison(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     online = []
     for param in msg.params:
         for nick in param.split():
@@ -102,7 +102,7 @@ def ison(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 # AWAY [<text>]
-def away(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def away(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     text = msg.param(0)[: server.settings.awaylen]
     if text:
         conn.away = text
@@ -113,17 +113,17 @@ def away(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
     return None
 
 
-def lusers(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def lusers(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     send_lusers(server, conn)
     return None
 
 
-def motd(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def motd(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     send_motd(server, conn)
     return None
 
 
-def version(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def version(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     conn.numeric(num.RPL_VERSION, f"chaton-{__version__}", server.name, "TLS-only team chat")
     conn.numeric(num.RPL_ISUPPORT, *server.isupport[:12], "are supported by this server")
     return None

@@ -1,10 +1,10 @@
-"""Connection registration and liveness: CAP, NICK, USER, PASS, PING, PONG, QUIT.
+"""Registration and liveness handlers: CAP, NICK, USER, PASS, PING, PONG, QUIT.
 
-Registration completes when the client has a nickname and a user name and is not in the
-middle of CAP negotiation (``CAP LS``/``REQ`` suspend it until ``CAP END``), as the
-IRCv3 capability negotiation spec requires. Account checks (PASS login, reserved
-nicknames, bans, ``require_account``) hook in through ``server.accounts``. The command
-table (``commands.table``) says which of these run before registration.
+The rules of registration are the state machine's (``registration_state``); these handlers
+feed it events and do the talking. :func:`progress` is the one place that starts the last
+checks (``accounts.finish_registration``: PASS password, nickname owner, bans), and
+:func:`complete` the one place a client becomes registered. The command table
+(``commands.table``) says in which phases each command may be sent.
 """
 
 from __future__ import annotations
@@ -20,24 +20,26 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import valid_nick
 from chaton.server.lines import Outgoing
+from chaton.server.registration_state import PassClaim
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = [
     "SUPPORTED_CAPS",
     "cap",
     "change_nick",
+    "complete",
     "guest_nick",
     "nick",
     "pass_",
     "ping",
     "pong",
+    "progress",
     "quit_",
     "send_lusers",
     "send_motd",
-    "try_register",
     "user",
 ]
 
@@ -48,24 +50,22 @@ _USERNAME = re.compile(r"[^A-Za-z0-9._-]")
 USERLEN = 16
 
 
-def _cap_ls(server: ChatServer, conn: Connection, version: int) -> None:
+def _cap_ls(server: ChatServer, conn: Session, version: int) -> None:
     caps = [("sasl=PLAIN" if c == "sasl" and version >= 302 else c) for c in SUPPORTED_CAPS]
     conn.send_msg("CAP", conn.name, "LS", " ".join(caps))
 
 
 # CAP <subcommand> [:<capabilities>]
-def cap(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def cap(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     sub = msg.params[0].upper()
     if sub == "LS":
-        if not conn.registered:
-            conn.cap_negotiating = True
+        conn.cap_started()
         version = int(msg.param(1)) if msg.param(1).isdigit() else 0
         _cap_ls(server, conn, version)
     elif sub == "LIST":
         conn.send_msg("CAP", conn.name, "LIST", " ".join(sorted(conn.caps)))
     elif sub == "REQ":
-        if not conn.registered:
-            conn.cap_negotiating = True
+        conn.cap_started()
         wanted = msg.param(1).split()
         names = [w[1:] if w.startswith("-") else w for w in wanted]
         if not wanted or any(n not in SUPPORTED_CAPS for n in names):
@@ -81,16 +81,16 @@ def cap(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] |
         conn.tag_mode = sum(bit for cap_, bit in _TAG_MODE_BITS.items() if cap_ in conn.caps)
         conn.send_msg("CAP", conn.name, "ACK", " ".join(wanted))
     elif sub == "END":
-        if not conn.registered:
-            conn.cap_negotiating = False
-            return try_register(server, conn)
+        if conn.negotiating:
+            conn.cap_ended()
+            return progress(server, conn)
     else:
         conn.numeric(num.ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
     return None
 
 
 # NICK <nickname>
-def nick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def nick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     new = msg.param(0)
     if not new:
         conn.numeric(num.ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -103,18 +103,18 @@ def nick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
         return None
     # During CAP negotiation the client may still log in with SASL (clients send NICK, USER
     # and CAP REQ sasl together): a reserved nickname is checked when registration ends.
-    deferred = conn.cap_negotiating and not conn.registered
-    if server.accounts is not None and not deferred and not server.accounts.may_use_nick(conn, new):
+    authority = server.authority
+    if authority is not None and not conn.negotiating and not authority.may_use_nick(conn, new):
         return None
     if not conn.registered:
-        conn.nick = new
-        return try_register(server, conn)
+        conn.nick_given(new)
+        return progress(server, conn)
     if new != conn.nick:
         change_nick(server, conn, new)
     return None
 
 
-def change_nick(server: ChatServer, conn: Connection, new: str) -> None:
+def change_nick(server: ChatServer, conn: Session, new: str) -> None:
     """Rename a registered client (checked by the caller) and tell it and its peers."""
     out = Outgoing(conn.source, "NICK", [new])
     peers = server.state.peers(conn)
@@ -127,29 +127,22 @@ def change_nick(server: ChatServer, conn: Connection, new: str) -> None:
 
 
 # USER <username> 0 * :<realname>
-def user(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
-    if conn.registered:
-        conn.numeric(num.ERR_ALREADYREGISTERED, "You may not reregister")
-        return None
+def user(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     name = _USERNAME.sub("", msg.params[0])[:USERLEN]
-    conn.user = "~" + (name or "user")
-    conn.realname = msg.params[3][:100]
-    return try_register(server, conn)
+    conn.user_given("~" + (name or "user"), msg.params[3][:100])
+    return progress(server, conn)
 
 
 # PASS <account>:<password>   (for clients without SASL)
-def pass_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
-    if conn.registered:
-        conn.numeric(num.ERR_ALREADYREGISTERED, "You may not reregister")
-        return None
+def pass_(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     secret = " ".join(msg.params)  # a password with spaces sent without a ':' prefix
     account, sep, password = secret.partition(":")
-    conn.pass_login = (account, password) if sep and account else ("", secret)
+    conn.pass_given(PassClaim(account, password) if sep and account else PassClaim("", secret))
     return None
 
 
 # PING <token>
-def ping(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def ping(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     if not msg.params or not msg.params[0]:
         conn.numeric(num.ERR_NOORIGIN, "No origin specified")
         return None
@@ -158,12 +151,12 @@ def ping(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 # PONG <token>   (any input already counts as a sign of life)
-def pong(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def pong(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     return None
 
 
 # QUIT [:<reason>]
-def quit_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def quit_(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     reason = msg.param(0)
     conn.quit(f"Quit: {reason[:200]}" if reason else "Client quit")
     return None
@@ -177,31 +170,36 @@ def guest_nick(server: ChatServer) -> str:
             return candidate
 
 
-def try_register(server: ChatServer, conn: Connection) -> Awaitable[None] | None:
-    """Finish registration once NICK, USER and CAP negotiation are all done."""
-    if conn.registered or conn.nick is None or conn.user is None or conn.cap_negotiating:
+def progress(server: ChatServer, conn: Session) -> Awaitable[None] | None:
+    """Start the last checks once the state machine says registration is ready."""
+    if not conn.ready():
         return None
+    assert conn.nick is not None
     if server.state.nick_taken(conn.nick, conn):
         conn.numeric(num.ERR_NICKNAMEINUSE, conn.nick, "Nickname is already in use")
-        conn.nick = None
+        conn.nick_refused()
         return None
+    conn.begin_checks()
     if server.accounts is not None:
-        return server.accounts.register(conn, lambda: welcome(server, conn))
-    welcome(server, conn)
+        return server.accounts.finish_registration(conn)
+    complete(server, conn)
     return None
 
 
-def welcome(server: ChatServer, conn: Connection) -> bool:
-    """Make ``conn`` a registered client and send the welcome burst; False if it lost its nick."""
+def complete(server: ChatServer, conn: Session) -> bool:
+    """Make ``conn`` a registered client and send the welcome burst; False if it lost its nick.
+
+    The one place registration completes (phase CHECKING to REGISTERED).
+    """
     assert conn.nick is not None
     if conn.closing:
         return False
     if server.state.nick_taken(conn.nick, conn):
         conn.numeric(num.ERR_NICKNAMEINUSE, conn.nick, "Nickname is already in use")
-        conn.nick = None
+        conn.nick_refused()
         return False
     s = server.settings
-    conn.registered = True
+    conn.complete()
     conn.last_active = time.monotonic()
     server.state.add_nick(conn, conn.nick)
     conn.numeric(num.RPL_WELCOME, f"Welcome to the {s.network_name} network, {conn.source}")
@@ -261,7 +259,7 @@ def _welcome_templates(server: ChatServer) -> tuple[Template, Template]:
     return result
 
 
-def _send_template(conn: Connection, template: Template) -> None:
+def _send_template(conn: Session, template: Template) -> None:
     nick = conn.name.encode()
     lines = [before + nick + after for before, after in template]
     for i, line in enumerate(lines):
@@ -270,9 +268,9 @@ def _send_template(conn: Connection, template: Template) -> None:
     conn.send(b"".join(lines))
 
 
-def send_lusers(server: ChatServer, conn: Connection) -> None:
+def send_lusers(server: ChatServer, conn: Session) -> None:
     users = len(server.state.nicks)
-    unknown = max(0, len(server.connections) - users)  # O(1): this runs in every welcome
+    unknown = max(0, len(server.sessions) - users)  # O(1): this runs in every welcome
     admins = len(server.admins)
     conn.numeric(num.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 server")
     conn.numeric(num.RPL_LUSEROP, str(admins), "operator(s) online")
@@ -285,7 +283,7 @@ def send_lusers(server: ChatServer, conn: Connection) -> None:
                  f"Current global users {users}, max {server.max_seen}")
 
 
-def send_motd(server: ChatServer, conn: Connection) -> None:
+def send_motd(server: ChatServer, conn: Session) -> None:
     lines = [line for line in server.settings.motd.splitlines() if line.strip()]
     if not lines:
         conn.numeric(num.ERR_NOMOTD, "MOTD File is missing")

@@ -20,7 +20,7 @@ from chaton.server.lines import Outgoing
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
     from chaton.server.state import Channel
 
 __all__ = [
@@ -31,11 +31,11 @@ __all__ = [
 ROOM_MODES = "+n"
 
 
-def prefixed(conn: Connection) -> str:
+def prefixed(conn: Session) -> str:
     return "@" + conn.name if conn.is_admin else conn.name
 
 
-def send_names(server: ChatServer, conn: Connection, room: Channel) -> None:
+def send_names(server: ChatServer, conn: Session, room: Channel) -> None:
     """353 lines, split so each fits in one IRC line, then 366."""
     head = len(f":{server.name} 353 {conn.name} = {room.name} :") + 2
     batch: list[str] = []
@@ -52,7 +52,7 @@ def send_names(server: ChatServer, conn: Connection, room: Channel) -> None:
     conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
 
 
-def _send_topic(conn: Connection, room: Channel) -> None:
+def _send_topic(conn: Session, room: Channel) -> None:
     if room.topic:
         conn.numeric(num.RPL_TOPIC, room.name, room.topic)
         conn.numeric(num.RPL_TOPICWHOTIME, room.name, room.topic_by, str(int(room.topic_at)))
@@ -60,14 +60,14 @@ def _send_topic(conn: Connection, room: Channel) -> None:
         conn.numeric(num.RPL_NOTOPIC, room.name, "No topic is set")
 
 
-def _part_all(server: ChatServer, conn: Connection) -> None:
+def _part_all(server: ChatServer, conn: Session) -> None:
     for room in list(conn.channels.values()):
         Outgoing(conn.source, "PART", [room.name, "Left all rooms"]).send_to(room.members)
         server.state.part(conn, room)
 
 
 # JOIN <channel>{,<channel>} [<key>{,<key>}]   |   JOIN 0
-def join(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     s = server.settings
     if msg.params[0] == "0":
         _part_all(server, conn)
@@ -90,7 +90,7 @@ def join(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 # PART <channel>{,<channel>} [<reason>]
-def part(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def part(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     reason = msg.param(1)[: server.settings.kicklen]
     for name in msg.params[0].split(","):
         room = server.state.find_channel(name)
@@ -107,7 +107,7 @@ def part(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 # NAMES [<channel>{,<channel>}]
-def names(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def names(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     if not msg.params or not msg.params[0]:
         conn.numeric(num.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return None
@@ -121,7 +121,7 @@ def names(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
 
 
 # TOPIC <channel> [<topic>]
-def topic(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     name = msg.params[0]
     room = server.state.find_channel(name)
     if room is None:
@@ -141,7 +141,7 @@ def topic(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
 
 
 # LIST [<channel>{,<channel>}]
-def list_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def list_(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     wanted = {casefold(n) for n in msg.param(0).split(",") if n} if msg.params else None
     conn.numeric(num.RPL_LISTSTART, "Channel", "Users  Name")
     for key, room in server.state.channels.items():
@@ -152,7 +152,7 @@ def list_(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None]
 
 
 # MODE <target> [<modestring> [<mode arguments>...]]
-def mode(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def mode(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     target = msg.params[0]
     if is_channel(target):
         _room_mode(server, conn, msg, target)
@@ -168,7 +168,7 @@ _LIST_ENDS = {
 }
 
 
-def _room_mode(server: ChatServer, conn: Connection, msg: Message, target: str) -> None:
+def _room_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> None:
     room = server.state.find_channel(target)
     if room is None:
         conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
@@ -191,7 +191,7 @@ def _room_mode(server: ChatServer, conn: Connection, msg: Message, target: str) 
             conn.numeric(num.ERR_UNKNOWNMODE, letter, "is not a room mode chaton supports")
 
 
-def _user_mode(server: ChatServer, conn: Connection, msg: Message, target: str) -> None:
+def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> None:
     if server.state.find_nick(target) is None:
         conn.numeric(num.ERR_NOSUCHNICK, target, "No such nick/channel")
         return
@@ -228,14 +228,14 @@ def _user_mode(server: ChatServer, conn: Connection, msg: Message, target: str) 
     conn.numeric(num.RPL_UMODEIS, "+" + modes)
 
 
-def kick_from(server: ChatServer, room: Channel, victim: Connection, by: str, reason: str) -> None:
+def kick_from(server: ChatServer, room: Channel, victim: Session, by: str, reason: str) -> None:
     """Remove ``victim`` from ``room``, telling everyone in it (victim included)."""
     Outgoing(by, "KICK", [room.name, victim.name, reason]).send_to(room.members)
     server.state.part(victim, room)
 
 
 # KICK <channel> <user> [<comment>]   (admins only; audited before it happens)
-def kick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] | None:
+def kick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     room = server.state.find_channel(msg.params[0])
     if room is None:
         conn.numeric(num.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
@@ -252,7 +252,7 @@ def kick(server: ChatServer, conn: Connection, msg: Message) -> Awaitable[None] 
 
 
 async def _kick(
-    server: ChatServer, conn: Connection, room: Channel, victims: list[Connection], reason: str
+    server: ChatServer, conn: Session, room: Channel, victims: list[Session], reason: str
 ) -> None:
     for victim in victims:
         if server.accounts is not None and not await server.accounts.record_admin_action(

@@ -51,4 +51,5 @@ def attach_services(server: ChatServer) -> AccountService:
         lock.release()
         raise
     server.accounts = service
+    server.authority = service.authority
     return service

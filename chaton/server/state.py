@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from chaton.protocol.names import casefold
 
 if TYPE_CHECKING:
-    from chaton.server.connection import Connection
+    from chaton.server.session import Session
 
 __all__ = ["Channel", "ServerState"]
 
@@ -27,7 +27,7 @@ class Channel:
 
     name: str
     created: float = field(default_factory=time.time)
-    members: dict[Connection, None] = field(default_factory=dict)
+    members: dict[Session, None] = field(default_factory=dict)
     topic: str = ""
     topic_by: str = ""
     topic_at: float = 0.0
@@ -39,28 +39,28 @@ class ServerState:
     __slots__ = ("channels", "nicks")
 
     def __init__(self) -> None:
-        self.nicks: dict[str, Connection] = {}
+        self.nicks: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}
 
-    def find_nick(self, nick: str) -> Connection | None:
+    def find_nick(self, nick: str) -> Session | None:
         return self.nicks.get(casefold(nick))
 
     def find_channel(self, name: str) -> Channel | None:
         return self.channels.get(casefold(name))
 
-    def nick_taken(self, nick: str, by: Connection | None = None) -> bool:
+    def nick_taken(self, nick: str, by: Session | None = None) -> bool:
         """True if another client than ``by`` holds ``nick`` (in any case)."""
         holder = self.nicks.get(casefold(nick))
         return holder is not None and holder is not by
 
-    def add_nick(self, conn: Connection, nick: str) -> None:
+    def add_nick(self, conn: Session, nick: str) -> None:
         self.nicks[casefold(nick)] = conn
 
-    def rename(self, conn: Connection, old: str, new: str) -> None:
+    def rename(self, conn: Session, old: str, new: str) -> None:
         self.nicks.pop(casefold(old), None)
         self.nicks[casefold(new)] = conn
 
-    def join(self, conn: Connection, name: str) -> tuple[Channel, bool]:
+    def join(self, conn: Session, name: str) -> tuple[Channel, bool]:
         """Add ``conn`` to room ``name`` (created if new); return it and whether it is new."""
         key = casefold(name)
         room = self.channels.get(key)
@@ -71,16 +71,16 @@ class ServerState:
         conn.channels[key] = room
         return room, created
 
-    def part(self, conn: Connection, room: Channel) -> None:
+    def part(self, conn: Session, room: Channel) -> None:
         key = casefold(room.name)
         room.members.pop(conn, None)
         conn.channels.pop(key, None)
         if not room.members:
             self.channels.pop(key, None)
 
-    def remove(self, conn: Connection) -> set[Connection]:
+    def remove(self, conn: Session) -> set[Session]:
         """Forget ``conn`` everywhere; return the clients who shared a room with it."""
-        peers: set[Connection] = set()
+        peers: set[Session] = set()
         for room in list(conn.channels.values()):
             peers.update(room.members)
             self.part(conn, room)
@@ -89,9 +89,9 @@ class ServerState:
             del self.nicks[casefold(conn.nick)]
         return peers
 
-    def peers(self, conn: Connection) -> set[Connection]:
+    def peers(self, conn: Session) -> set[Session]:
         """Everyone sharing at least one room with ``conn``, ``conn`` excluded."""
-        out: set[Connection] = set()
+        out: set[Session] = set()
         for room in conn.channels.values():
             out.update(room.members)
         out.discard(conn)

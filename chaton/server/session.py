@@ -1,0 +1,310 @@
+"""One client as the server sees it: identity, capabilities, privileges and its input queue.
+
+A session does not know what carries its bytes. Its :class:`Link` (the TLS stream today,
+a WebSocket later) hands it framed lines and takes encoded lines to send; every handler
+sees only the session, so every rule holds whatever the transport.
+
+Invariants:
+- Registration phases and their rules live in :class:`Registration` (the base class);
+  nothing here changes ``phase`` except through its events.
+- One client's commands run in the order sent: while a handler's awaitable (argon2 in a
+  thread, a commit) is pending, further lines wait in the inbox, bounded by
+  ``flood_max_backlog``; the flood bucket meters them ("fakelag").
+- Anything going wrong inside a handler closes this session only; the traceback goes to
+  the server log, the client gets a generic ``ERROR``.
+- A session leaves the shared state (nickname, rooms) exactly once, in
+  ``server.on_closing``, when it enters CLOSED.
+- ``is_admin`` is a cache of the authority's answer for presence (LUSERS, admin notices,
+  flood exemption); every use of an admin power asks the authority again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chaton.protocol import numerics as num
+from chaton.protocol.message import LINE_TOO_LONG, LineTooLong, ProtocolError, parse
+from chaton.server.flood import TokenBucket
+from chaton.server.registration_state import Registration
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+    from chaton.server.state import Channel
+
+__all__ = ["NO_FLAGS", "Link", "Session"]
+
+log = logging.getLogger("chaton")
+
+#: Shared by every client without capabilities or modes (``frozenset()`` is not a singleton).
+NO_FLAGS: frozenset[str] = frozenset()
+
+
+class Link(Protocol):
+    """What a session needs from the wire it arrived on."""
+
+    def send(self, line: bytes) -> None:
+        """Queue one encoded line (with CR LF); dropped once the link is closing."""
+
+    def close(self, farewell: bytes) -> None:
+        """Deliver what is queued and ``farewell`` (if the link can still speak), then close."""
+
+    def abort(self, *, deliver: bool = False) -> None:
+        """Close at once; ``deliver`` lets bytes already written go out first."""
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting to reach the client."""
+
+    @property
+    def description(self) -> str:
+        """How the client is connected, for the log (protocol version, cipher)."""
+
+
+class Session(Registration):
+    """A connected client and everything the server knows about it."""
+
+    # Slots: a thousand idle clients should cost kilobytes each, not a dict apiece.
+    __slots__ = (
+        "_admin",
+        "_bucket",
+        "_busy",
+        "_inbox",
+        "_wakeup",
+        "away",
+        "caps",
+        "channels",
+        "close_reason",
+        "connected_at",
+        "ip",
+        "last_active",
+        "link",
+        "linked",
+        "oper_account",
+        "oper_gen",
+        "password_gen",
+        "ping_sent_at",
+        "refusal",
+        "sasl_buffer",
+        "send",
+        "server",
+        "signon",
+        "tag_mode",
+        "user_modes",
+    )
+
+    def __init__(self, server: ChatServer, link: Link, ip: str) -> None:
+        s = server.settings
+        now = time.monotonic()
+        super().__init__(now, s.registration_timeout)
+        self.server = server
+        self.link = link
+        self.linked = False  # the link became able to carry lines (TLS handshake done)
+        self.send = link.send  # the fan-out hot path: one call per recipient, not two
+        self.ip = ip
+        self.refusal: str | None = None
+        self.close_reason = ""
+        self.connected_at = now
+        self.last_active = now
+        self.ping_sent_at: float | None = None
+        self.caps = NO_FLAGS  # replaced whole on change, so idle clients share one empty set
+        self.tag_mode = 0  # bit 1: server-time, bit 2: message-tags (see lines.Outgoing)
+        self._admin = False
+        self.oper_account: str | None = None  # the admin account whose powers this client has
+        self.password_gen = 0  # the login account's password generation at login
+        self.oper_gen = 0  # the oper account's password generation at OPER
+        self.away: str | None = None
+        self.user_modes = NO_FLAGS
+        self.channels: dict[str, Channel] = {}
+        self.signon = time.time()
+        self.sasl_buffer: list[str] | None = None
+        # Made only when needed and dropped when empty: most clients never have a backlog.
+        self._inbox: deque[bytes] | None = None
+        self._bucket = TokenBucket(s.flood_rate, s.flood_burst, now) if s.flood_rate > 0 else None
+        self._busy = False
+        self._wakeup: asyncio.TimerHandle | None = None
+
+    # --- identity ---------------------------------------------------------------------
+    @property
+    def is_admin(self) -> bool:
+        """Has admin powers (logged in to an admin account, or OPER), as last derived."""
+        return self._admin
+
+    @is_admin.setter
+    def is_admin(self, value: bool) -> None:
+        self._admin = value
+        if value:
+            self.server.admins.add(self)
+        else:
+            self.server.admins.discard(self)
+
+    @property
+    def host(self) -> str:
+        """What others see as this client's host: the account, never the IP address."""
+        return f"user/{self.account}" if self.account else "chaton/guest"
+
+    @property
+    def source(self) -> str:
+        return f"{self.nick}!{self.user or self.nick}@{self.host}"
+
+    @property
+    def ip_param(self) -> str:
+        """The address as an IRC parameter: ``::1`` would read as a trailing, so ``0::1``."""
+        return "0" + self.ip if self.ip.startswith(":") else self.ip
+
+    @property
+    def name(self) -> str:
+        """The nickname for numerics, ``*`` before one is chosen."""
+        return self.nick or "*"
+
+    def __repr__(self) -> str:
+        return f"<Session {self.nick or '-'} {self.ip} {self.phase.name}>"
+
+    # --- output -----------------------------------------------------------------------
+    def send_msg(self, command: str, *params: str, source: str | None = None) -> None:
+        self.send(self.server.encode(command, params, source or self.server.name))
+
+    def numeric(self, code: str, *params: str) -> None:
+        """Send numeric ``code`` to this client; all but the last param are made safe."""
+        self.send(self.server.numeric_line(code, self.name, params))
+
+    def queued_bytes(self) -> int:
+        return self.link.queued_bytes()
+
+    # --- input ------------------------------------------------------------------------
+    def lines_received(self, lines: list[bytes | LineTooLong]) -> None:
+        """Framed lines from the link: queue them, then run what the flood bucket allows."""
+        if self.closing:
+            return
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        for line in lines:
+            if line is LINE_TOO_LONG:
+                self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
+            else:
+                inbox.append(line)  # type: ignore[arg-type]
+        self._process_inbox()
+        if len(inbox) > self.server.settings.flood_max_backlog:
+            self.quit("Excess flood")
+
+    def _process_inbox(self) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            return
+        bucket = self._bucket
+        if bucket is not None and self._admin and self.server.settings.flood_exempt_admins:
+            bucket = None
+        while inbox and not self._busy and not self.closing:
+            if bucket is not None:
+                wait = bucket.take(time.monotonic())
+                if wait > 0:
+                    if self._wakeup is None:
+                        loop = asyncio.get_running_loop()
+                        self._wakeup = loop.call_later(wait, self._wake)
+                    return
+            self._handle_line(inbox.popleft())
+        if not inbox and self._inbox is inbox:
+            self._inbox = None
+
+    def _wake(self) -> None:
+        self._wakeup = None
+        self._process_inbox()
+
+    def _handle_line(self, raw: bytes) -> None:
+        s = self.server.settings
+        if raw[0] == 0x40:  # '@': the tags have their own allowance
+            space = raw.find(b" ")
+            tag_len = space if space >= 0 else len(raw)
+            body_len = len(raw) - tag_len - 1
+            if tag_len > s.max_tag_bytes + 1 or body_len > s.max_line_bytes - 2:
+                self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
+                return
+        elif len(raw) > s.max_line_bytes - 2:
+            self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        text = raw.decode("utf-8", "replace")
+        try:
+            msg = parse(text)
+        except ProtocolError as exc:
+            self.numeric(num.ERR_UNKNOWNERROR, "*", f"Malformed line: {exc}")
+            return
+        self.last_active = time.monotonic()
+        self.ping_sent_at = None
+        try:
+            pending = self.server.dispatch(self, msg)
+        except Exception:
+            self._crashed(msg.command)
+            return
+        if pending is not None:
+            self.run_later(pending, msg.command)
+
+    def run_later(self, pending: Awaitable[Any], command: str) -> None:
+        """Run ``pending`` while holding back this client's further input (logins, admin
+        actions awaiting a commit), so its commands still run in the order sent."""
+        self._busy = True
+        task = asyncio.ensure_future(pending)
+        task.add_done_callback(lambda t: self._finished(t, command))
+
+    def _finished(self, task: asyncio.Future[Any], command: str) -> None:
+        self._busy = False
+        if task.cancelled() or self.closing:
+            return
+        if task.exception() is not None:
+            self._crashed(command, task.exception())
+            return
+        self._process_inbox()
+
+    def _crashed(self, command: str, exc: BaseException | None = None) -> None:
+        log.error(
+            "handler-error nick=%s ip=%s command=%s", self.nick, self.ip, command,
+            exc_info=exc if exc is not None else True,
+        )
+        self.quit("Internal server error")
+
+    # --- closing ----------------------------------------------------------------------
+    def quit(self, reason: str) -> None:
+        """Say ``ERROR`` with ``reason``, deliver what is queued, then close."""
+        if self.closing:
+            return
+        self.close_reason = reason
+        self.server.on_closing(self)
+        farewell = self.server.encode("ERROR", [f"Closing Link: {self.ip} ({reason})"], None)
+        self.link.close(farewell)
+
+    def abort(self, reason: str, *, deliver: bool = False) -> None:
+        """Close without a goodbye (peer gone, SendQ, TLS failure)."""
+        if not self.close_reason:
+            self.close_reason = reason
+        if not self.closing:
+            self.server.on_closing(self)
+        self.link.abort(deliver=deliver)
+
+    def link_ready(self) -> None:
+        """The link can carry lines now (the TLS handshake is done)."""
+        self.linked = True
+        self.server.on_link_ready(self)
+
+    def link_dropped(self, reason: str) -> None:
+        """The link stopped delivering (SendQ exceeded): leave the state on the next pass.
+
+        This runs inside a fan-out loop over a room's members, so the room must not change
+        under it; the link already drops further output.
+        """
+        if self.closing or self.close_reason:
+            return
+        self.close_reason = reason
+        asyncio.get_running_loop().call_soon(self.server.on_closing, self)
+
+    def link_lost(self, exc: Exception | None) -> None:
+        """The link is gone for good: forget this session everywhere."""
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        if not self.close_reason:
+            self.close_reason = "Connection reset" if exc else "Connection closed"
+        self._inbox = None
+        self.server.on_connection_lost(self)

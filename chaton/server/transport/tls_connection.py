@@ -1,0 +1,279 @@
+"""The TLS transport: bytes in through TLS and the line framer, lines out through a bounded queue.
+
+It knows nothing of nicknames, accounts or IRC commands: framed lines go up to the
+client's :class:`~chaton.server.session.Session`, encoded lines come down from it.
+
+Invariants:
+- The transport never awaits. Reads are handled in ``data_received``.
+- Memory per client is bounded by settings: the framer holds at most one line, the send
+  queue at most ``sendq_bytes``; past that the reader is dropped, its backlog discarded.
+- Output is queued with :meth:`send` and written by :meth:`flush`, which the server calls
+  once per event-loop pass for every transport with output: many messages, one TLS
+  record, one ``write()``.
+- Nothing is written in plain text except the one-line hint to a client that is not
+  speaking TLS; after a close starts, nothing more is queued.
+- A handshake not finished within ``tls_handshake_timeout`` is aborted by this transport's
+  own timer; registration and ping timeouts belong to the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import ssl
+import sys
+from typing import TYPE_CHECKING, cast
+
+from chaton.server.session import Session
+from chaton.server.transport.tls_stream import TLS_RECORD_HANDSHAKE, TlsClosed, TlsStream
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+
+__all__ = ["TlsConnection", "peer_ip"]
+
+log = logging.getLogger("chaton")
+
+PLAINTEXT_REPLY = (
+    b"ERROR :chaton speaks TLS only. Connect with TLS (e.g. chaton connect, or your IRC "
+    b"client's TLS option) to this port.\r\n"
+)
+#: How long a closing connection may take to deliver its last words before it is aborted.
+CLOSE_GRACE = 5.0
+
+
+def peer_ip(transport: asyncio.BaseTransport) -> str:
+    """The client's address as text, IPv4-mapped IPv6 shown as plain IPv4."""
+    peer = transport.get_extra_info("peername")
+    if not peer:
+        return "unknown"
+    try:
+        addr = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return str(peer[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+class TlsConnection(asyncio.Protocol):
+    """One TCP connection speaking TLS, carrying one session's lines."""
+
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_dirty",
+        "_framer",
+        "_handshake_timer",
+        "_out",
+        "_out_bytes",
+        "server",
+        "session",
+        "tls",
+        "tls_ready",
+        "transport",
+    )
+
+    def __init__(self, server: ChatServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.tls: TlsStream | None = None
+        self.tls_ready = False
+        self._closed = False
+        self._framer = server.new_line_buffer()
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._backlog = 0  # transport's unsent bytes at the last flush (refreshed when near)
+        self._dirty = False
+
+    @property
+    def description(self) -> str:
+        tls = self.tls
+        return f"tls={tls.version} cipher={tls.cipher}" if tls is not None else "tls=none"
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but quack the same.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ip = sys.intern(peer_ip(transport))  # one string per address, not per client
+        self.session = Session(self.server, self, ip)
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            self.server.settings.tls_handshake_timeout, self._handshake_timeout
+        )
+        self.server.admit(self.session)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None or (self._closed and self.tls_ready):
+            return
+        tls = self.tls
+        if tls is None:
+            if data[0] != TLS_RECORD_HANDSHAKE:
+                self._refuse_plaintext(session)
+                return
+            tls = self.tls = TlsStream(self.server.ssl_context)
+        try:
+            plain = tls.receive(data)
+        except TlsClosed:
+            self._write_raw(tls.outgoing())
+            session.abort("Client closed TLS")
+            return
+        except ssl.SSLError as exc:
+            self._write_raw(tls.outgoing())
+            reason = exc.reason or exc.__class__.__name__
+            log.info("tls-failed ip=%s reason=%s", session.ip, reason)
+            session.abort(f"TLS error: {reason}", deliver=True)
+            return
+        if not self.tls_ready:
+            self._write_raw(tls.outgoing())
+            if not tls.handshaken:
+                return
+            self.tls_ready = True
+            self._cancel_handshake_timer()
+            session.link_ready()
+            if session.closing:
+                return
+        if plain:
+            session.lines_received(self._framer.feed(plain))
+
+    def eof_received(self) -> bool | None:
+        if self.session is not None:
+            self.session.abort("Connection closed")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_handshake_timer()
+        self._closed = True
+        self._out.clear()
+        if self.session is not None:
+            self.session.link_lost(exc)
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
+    def _handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        if not self.tls_ready and self.session is not None:
+            log.info("tls-timeout ip=%s", self.session.ip)
+            self.session.abort("TLS handshake timeout")
+
+    def _refuse_plaintext(self, session: Session) -> None:
+        log.info(
+            "not-tls ip=%s hint=the client sent plain text to the TLS port; "
+            "enable TLS in the client",
+            session.ip,
+        )
+        self._write_raw(PLAINTEXT_REPLY)
+        session.abort("Not TLS", deliver=True)
+
+    # --- output ---------------------------------------------------------------------------
+    def send(self, line: bytes) -> None:
+        """Queue one encoded line (with CR LF) for the next flush."""
+        if self._closed:
+            return
+        self._out.append(line)
+        self._out_bytes += len(line)
+        if not self._dirty:
+            self._dirty = True
+            self.server.schedule_flush(self)
+        limit = self.server.settings.sendq_bytes
+        if self._out_bytes + self._backlog > limit:
+            # The cached backlog may be stale (the client read since): look again first.
+            transport = self.transport
+            self._backlog = transport.get_write_buffer_size() if transport is not None else 0
+            if self._out_bytes + self._backlog > limit:
+                self._sendq_exceeded()
+
+    def flush(self) -> None:
+        """Encrypt everything queued as one TLS record (per 4 KiB) and write it once."""
+        self._dirty = False
+        out = self._out
+        transport = self.transport
+        tls = self.tls
+        if not out or transport is None or tls is None or not self.tls_ready:
+            out.clear()
+            self._out_bytes = 0
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_bytes = 0
+        try:
+            cipher = tls.encrypt(data)
+        except ssl.SSLError:
+            if self.session is not None:
+                self.session.abort("TLS error")
+            return
+        transport.write(cipher)
+        backlog = self._backlog = transport.get_write_buffer_size()
+        if backlog and backlog > self.server.settings.sendq_bytes:
+            self._sendq_exceeded()
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting to reach this client (our queue plus the transport's)."""
+        buffered = self.transport.get_write_buffer_size() if self.transport else 0
+        return self._out_bytes + buffered
+
+    def _write_raw(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # --- closing --------------------------------------------------------------------------
+    def _sendq_exceeded(self) -> None:
+        """Drop a reader that fell behind: its backlog is discarded, not delivered."""
+        if self._closed:
+            return
+        self._closed = True
+        self._out.clear()
+        self._out_bytes = 0
+        if self.session is not None:
+            self.session.link_dropped("SendQ exceeded")
+        asyncio.get_running_loop().call_soon(self._abort_now)
+
+    def _abort_now(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self, farewell: bytes) -> None:
+        """Deliver what is queued and ``farewell``, send close_notify, then close."""
+        if self._closed:
+            return
+        self._closed = True
+        self._dirty = False
+        out = self._out
+        if self.tls is not None and self.tls_ready and self.transport is not None:
+            out.append(farewell)
+            with contextlib.suppress(ssl.SSLError):
+                self._write_raw(self.tls.encrypt(b"".join(out)))
+            self._write_raw(self.tls.close())
+        out.clear()
+        self._out_bytes = 0
+        if self.transport is not None:
+            self.transport.close()
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+
+    def abort(self, *, deliver: bool = False) -> None:
+        """Close without a goodbye (peer gone, SendQ, TLS failure).
+
+        ``deliver`` lets bytes already written (a TLS alert, the plain-text hint) go out
+        first; otherwise the socket is reset and its buffers freed at once.
+        """
+        self._closed = True
+        self._out.clear()
+        self._out_bytes = 0
+        if self.transport is not None:
+            if deliver:
+                self.transport.close()
+                asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+            else:
+                self.transport.abort()
