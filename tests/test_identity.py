@@ -224,3 +224,22 @@ def test_sasl_then_pass_for_another_account_unlocks_nothing(server: RunningServe
     assert c.expect("001").params[0] == "mallory"
     c.send("UBAN LIST")
     c.expect("481")
+
+
+def test_sasl_after_registration_logs_in_without_breaking_the_session(
+    server: RunningServer,
+) -> None:
+    add_account(server.settings, "boss", PW, admin=True)
+    c = server.client("visitor")
+    c.send("CAP REQ :sasl")
+    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    for line in sasl_payload("boss", PW):
+        c.send(line)
+    c.expect("903")
+    assert any(m.command == "MODE" and m.params[-1] == "+o" for m in c.log)
+    c.send("UBAN LIST")
+    assert not any(m.command in ("481", "ERROR") for m in c.sync())
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("907")  # one login per session

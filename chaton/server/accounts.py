@@ -187,6 +187,8 @@ class AccountService:
             conn.is_admin = True
             conn.oper_account = account.name
             conn.oper_gen = account.password_gen
+            if conn.registered:  # a late SASL login: the welcome's MODE +o came before
+                conn.send_msg("MODE", conn.name, "+o", source=conn.name)
         log.info("login ip=%s account=%s role=%s", conn.ip, account.name, account.role)
         return True
 

@@ -11,7 +11,8 @@ caller bug and raises :class:`RegistrationError`)::
     CHECKING     nick_refused()            CONNECTED    (the nickname was not allowed)
     CHECKING     complete()                REGISTERED   (the one way in)
     any          close()                   CLOSED
-    before REG.  nick_given / user_given / pass_given / logged_in: facts, phase unchanged
+    before REG.  nick_given / user_given / pass_given: facts, phase unchanged
+    not CLOSED   logged_in (once; SASL may come after registration): phase unchanged
 
 Invariants:
 - REGISTERED is entered only by :meth:`complete`, only from CHECKING, so only with a
@@ -124,10 +125,10 @@ class Registration:
             self.pass_claim = claim
 
     def logged_in(self, account: str) -> None:
-        """A verified login (SASL, or the PASS claim taken in CHECKING)."""
+        """A verified login (SASL, also after registration; or the PASS claim in CHECKING)."""
         if self.account is not None:
             raise RegistrationError("already logged in")
-        self._require(*BEFORE_REGISTRATION, Phase.CHECKING)
+        self._require(*BEFORE_REGISTRATION, Phase.CHECKING, Phase.REGISTERED)
         self.account = account
         self.pass_claim = None  # a login supersedes an unverified claim
 
