@@ -60,7 +60,9 @@ def cap(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | No
     sub = msg.params[0].upper()
     if sub == "LS":
         conn.cap_started()
-        version = int(msg.param(1)) if msg.param(1).isdigit() else 0
+        arg = msg.param(1)
+        # isdigit() is true for '²' and other digits int() refuses: ASCII digits only.
+        version = int(arg) if arg.isascii() and arg.isdigit() and len(arg) < 6 else 0
         _cap_ls(server, conn, version)
     elif sub == "LIST":
         conn.send_msg("CAP", conn.name, "LIST", " ".join(sorted(conn.caps)))
