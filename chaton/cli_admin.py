@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from chaton.config import ConfigError, Settings, load_settings
-from chaton.datadir import DataDirInUse, DataDirLock
+from chaton.datadir import DataDirInUse, DataDirLock, private_dir
 from chaton.passwords import PasswordInputError, Passwords, read_new_password
 from chaton.protocol.names import valid_nick
 from chaton.server.bans import (
@@ -397,7 +397,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     source = Path(args.file)
     if not source.is_file():
         raise CliError(f"{source} is not a file")
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     try:
         lock = DataDirLock(settings.data_dir).acquire()  # no server may run meanwhile
     except DataDirInUse as exc:

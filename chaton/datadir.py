@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "DataDirInUse", "DataDirLock"]
+__all__ = ["LOCK_NAME", "DataDirInUse", "DataDirLock", "private_dir"]
 
 LOCK_NAME = "serve.lock"
 
@@ -59,3 +60,21 @@ class DataDirLock:
                 os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+def private_dir(path: Path) -> str | None:
+    """Create ``path`` as 0700 if missing; return a warning if an existing one is open.
+
+    Only a directory chaton creates gets its mode set: ``--data-dir /tmp`` must not make
+    ``/tmp`` private to one user. An existing directory that others can enter is reported
+    instead (the database and key files inside are 0600 whatever the directory's mode).
+    """
+    if path.is_dir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            return (f"{path} is readable or writable by other users (mode {mode:04o}); "
+                    f"chaton keeps its files 0600, but consider chmod 700 {path}")
+        return None
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    return None

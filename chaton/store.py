@@ -685,6 +685,7 @@ def _prepare_dir(directory: Path) -> None:
     try:
         if not directory.exists():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     except OSError as exc:
         raise StoreError(f"cannot create data directory {directory}: {exc.strerror}") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -446,3 +447,29 @@ def test_second_in_process_server_on_one_data_dir_is_refused(server: RunningServ
     with pytest.raises(DataDirInUse, match="is in use by chaton"):
         attach_services(second)
     assert second.accounts is None
+
+
+# --- directory permissions -------------------------------------------------------------------
+
+
+def test_an_existing_shared_data_dir_is_not_chmodded_but_reported(
+    start_server: StartServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--data-dir /tmp`` must not make /tmp private; a new data dir is made 0700."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    with caplog.at_level("WARNING", logger="chaton"):
+        server = start_server(data_dir=shared)
+        server.client("alice").sync()
+    assert (shared.stat().st_mode & 0o7777) == 0o1777
+    assert any("readable or writable by other users" in r.getMessage() for r in caplog.records)
+    assert (server.settings.db_file.stat().st_mode & 0o777) == 0o600
+
+    fresh = tmp_path / "new" / "data"
+    old_umask = os.umask(0o022)
+    try:
+        start_server(data_dir=fresh).client("bob").sync()
+    finally:
+        os.umask(old_umask)
+    assert (fresh.stat().st_mode & 0o777) == 0o700

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from typing import TYPE_CHECKING
 
-from chaton.datadir import DataDirLock
+from chaton.datadir import DataDirLock, private_dir
 from chaton.server.accounts import AccountService
 from chaton.store import Store, StoreError
 
@@ -14,18 +14,21 @@ if TYPE_CHECKING:
 
 __all__ = ["attach_services"]
 
+log = logging.getLogger("chaton")
+
 RESTORE_HINT = "restore a backup (see 'Backups' in the README) or move the file away"
 
 
 def attach_services(server: ChatServer) -> AccountService:
-    """Lock the data dir (made 0700), open and check its database, attach the services.
+    """Lock the data dir (made 0700 if new), open and check its database, attach the services.
 
     Raises :class:`chaton.datadir.DataDirInUse` when another server holds the data dir and
     :class:`StoreError` (one line saying what to do) when the database is unusable.
     """
     data_dir = server.settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
+    warning = private_dir(data_dir)
+    if warning:
+        log.warning("data-dir: %s", warning)
     lock = DataDirLock(data_dir).acquire()
     try:
         store = Store(server.settings.db_file)
