@@ -68,6 +68,9 @@ class Settings:
     registration_timeout: float = field(default=60.0, metadata=_doc("NICK/USER deadline"))
     ping_interval: float = field(default=90.0, metadata=_doc("idle time before server PINGs"))
     ping_timeout: float = field(default=60.0, metadata=_doc("wait for PONG before dropping"))
+    close_grace: float = field(
+        default=5.0, metadata=_doc("a closing client's time to read its last words")
+    )
 
     # --- flow control ----------------------------------------------------------------------
     sendq_bytes: int = field(default=1 << 20, metadata=_doc("unsent bytes before SendQ drop"))
@@ -214,10 +217,10 @@ def _validate(s: Settings, source: str) -> None:
     positive = [
         "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
         "max_channels_per_user", "max_targets", "max_list_replies", "tls_handshake_timeout",
-        "registration_timeout", "ping_interval", "ping_timeout", "sendq_bytes", "flood_burst",
-        "flood_max_backlog", "max_clients", "connect_rate_window", "argon2_time_cost",
-        "argon2_memory_kib", "argon2_parallelism", "hash_workers", "hash_queue_limit",
-        "login_failure_window", "db_poll_interval",
+        "registration_timeout", "ping_interval", "ping_timeout", "close_grace", "sendq_bytes",
+        "flood_burst", "flood_max_backlog", "max_clients", "connect_rate_window",
+        "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "hash_workers",
+        "hash_queue_limit", "login_failure_window", "db_poll_interval",
     ]
     for name in positive:
         if getattr(s, name) <= 0:

@@ -12,6 +12,10 @@ Invariants:
   record, one ``write()``.
 - Nothing is written in plain text except the one-line hint to a client that is not
   speaking TLS; after a close starts, nothing more is queued.
+- A close delivers its last words: after the final ``ERROR`` (and TLS close_notify) the
+  socket is half-closed and further input is read and discarded until the peer closes or
+  ``close_grace`` expires. Closing a socket with unread input would make the kernel reset
+  it and destroy the bytes still in flight, the reason included.
 - A handshake not finished within ``tls_handshake_timeout`` is aborted by this transport's
   own timer; registration and ping timeouts belong to the session.
 """
@@ -41,8 +45,6 @@ PLAINTEXT_REPLY = (
     b"ERROR :chaton speaks TLS only. Connect with TLS (e.g. chaton connect, or your IRC "
     b"client's TLS option) to this port.\r\n"
 )
-#: How long a closing connection may take to deliver its last words before it is aborted.
-CLOSE_GRACE = 5.0
 
 
 def peer_ip(transport: asyncio.BaseTransport) -> str:
@@ -113,8 +115,8 @@ class TlsConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         session = self.session
-        if session is None or (self._closed and self.tls_ready):
-            return
+        if session is None or self._closed:
+            return  # closing: input is read and discarded (see the invariants)
         tls = self.tls
         if tls is None:
             if data[0] != TLS_RECORD_HANDSHAKE:
@@ -146,6 +148,8 @@ class TlsConnection(asyncio.Protocol):
             session.lines_received(self._framer.feed(plain))
 
     def eof_received(self) -> bool | None:
+        if self._closed:  # the peer read our last words and closed: finish politely
+            return None
         if self.session is not None:
             self.session.abort("Connection closed")
         return None
@@ -258,9 +262,20 @@ class TlsConnection(asyncio.Protocol):
             self._write_raw(self.tls.close())
         out.clear()
         self._out_bytes = 0
-        if self.transport is not None:
-            self.transport.close()
-            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, keep reading (and discarding) until the peer closes or the grace ends."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        grace = self.server.settings.close_grace
+        if transport.can_write_eof():
+            transport.write_eof()  # FIN after what is buffered; reading goes on
+            asyncio.get_running_loop().call_later(grace, transport.close)
+        else:
+            transport.close()
+        asyncio.get_running_loop().call_later(2 * grace, transport.abort)
 
     def abort(self, *, deliver: bool = False) -> None:
         """Close without a goodbye (peer gone, SendQ, TLS failure).
@@ -271,9 +286,7 @@ class TlsConnection(asyncio.Protocol):
         self._closed = True
         self._out.clear()
         self._out_bytes = 0
-        if self.transport is not None:
-            if deliver:
-                self.transport.close()
-                asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
-            else:
-                self.transport.abort()
+        if deliver:
+            self._linger()
+        elif self.transport is not None:
+            self.transport.abort()
