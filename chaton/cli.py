@@ -17,6 +17,7 @@ from pathlib import Path
 from chaton import __version__, certs
 from chaton.config import ConfigError, Settings, load_settings
 from chaton.datadir import DataDirInUse
+from chaton.logsafe import SafeFormatter
 from chaton.store import StoreError
 
 __all__ = ["main", "serve"]
@@ -30,11 +31,9 @@ SETTINGS_EPILOG += "\n".join(
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

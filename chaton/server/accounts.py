@@ -132,14 +132,17 @@ class AccountService:
         The attempt is counted before the hash runs (see ``login_limits``), and the hash
         waits in the pool's queue in this client's address group's turn.
         """
-        attempt = self.limits.begin(conn.ip, name, time.monotonic())
-        if attempt is None:
-            log.info("login-throttled ip=%s account=%s", conn.ip, name[:40])
-            return LoginRefusal.THROTTLED
         try:
             account = self.store.get_account(name)
         except (StoreError, ValueError):
             account = None
+        # People type passwords into the name field ('PASS Tr0ub4dor:horse'): a name is
+        # logged only when it is an account's.
+        logged_name = account.name if account is not None else "(no such account)"
+        attempt = self.limits.begin(conn.ip, name, time.monotonic())
+        if attempt is None:
+            log.info("login-throttled ip=%s account=%s", conn.ip, logged_name)
+            return LoginRefusal.THROTTLED
         stored = account.password_hash if account is not None else None
         try:
             ok, rehash = await self.pool.run(
@@ -152,7 +155,7 @@ class AccountService:
             log.warning("login-busy ip=%s: %s", conn.ip, exc)
             return LoginRefusal.BUSY
         if not ok or account is None:
-            log.info("login-failed ip=%s account=%s", conn.ip, name[:40])
+            log.info("login-failed ip=%s account=%s", conn.ip, logged_name)
             return LoginRefusal.WRONG
         self.limits.succeeded(attempt, time.monotonic())
         if rehash:
