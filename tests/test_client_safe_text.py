@@ -9,13 +9,16 @@ test_client_tls.py.
 
 from __future__ import annotations
 
+import argparse
 import io
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chaton.client import add_arguments, run
 from chaton.client.safe_text import printable, printable_lines, sanitize, strip_formatting
 from chaton.client.ui import PipeUI
 
@@ -119,3 +122,37 @@ def test_pipe_front_end_writes_only_printable_lines() -> None:
     assert out.getvalue() == printable(f"-!- {HOSTILE}") + "\n"
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
 
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_exit_message_on_stderr_is_printable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "ca\x1b]0;pwned\x07\x1b[2J.pem"
+    assert run(parse("127.0.0.1:1", "--nick", "x", "--cafile", str(missing))) == 2
+    err = capsys.readouterr().err
+    assert "ca^[]0;pwned^G^[[2J.pem does not exist" in err
+    assert "\x1b" not in err and "\x07" not in err
+
+
+class _Hostile(str):
+    """A server address whose parsing fails with hostile text, like a bug quoting the server."""
+
+    __slots__ = ()
+
+    def strip(self, chars: str | None = None) -> str:
+        raise RuntimeError("bug quoting \x1b]0;pwned\x07\x1b[2J")
+
+
+def test_unexpected_error_is_reported_printable(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--nick", "x")
+    args.server = _Hostile("127.0.0.1")
+    assert run(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: bug quoting ^[]0;pwned^G^[[2J" in err
+    assert "chaton: internal error: " in err
+    assert "\x1b" not in err and "\x07" not in err
