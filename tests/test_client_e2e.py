@@ -21,7 +21,7 @@ from typing import Protocol
 
 import pytest
 
-from conftest import RunningServer, add_account
+from conftest import RunningServer, add_account, logged_in
 
 REPO = Path(__file__).resolve().parent.parent
 PW = "correct horse battery staple"
@@ -229,6 +229,29 @@ def test_admin_kill_and_ban_end_the_victim_with_status_1(
     root.expect(r"victim")
     root.type("/unban victim")
     assert root.finish() == 0
+
+
+def test_hostile_kill_reason_never_reaches_the_terminal_raw(
+    server: RunningServer, clients: StartClient
+) -> None:
+    """An admin's KILL reason that would retitle and clear the victim's terminal is shown
+    escaped, in the chat view (stdout) and in the exit message (stderr) alike."""
+    add_account(server.settings, "root", PW, admin=True)
+    mallory = clients("--nick", "mallory")
+    mallory.expect(r"#general -- mallory joined$")
+    root = logged_in(server, "root", "root", PW)
+    root.send("KILL mallory :\x1b]0;pwned\x07\x1b[2J\x9b2J\u202etxet desrever")
+    mallory.expect(r"-!- ERROR: .*pwned")
+    assert mallory.wait() == 1
+    err = mallory.stderr()
+    out = "\n".join(mallory.lines)
+    assert "disconnected by the server" in err and "pwned" in err, err
+    for text in (out, err):
+        bad = [c for c in text if c not in "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)]
+        assert not bad and "\u202e" not in text, ascii(text)
+    # Shown, not dropped (and proof the hostile bytes really made the round trip):
+    assert "^[]0;pwned^G^[[2J<U+009B>2J<U+202E>txet desrever" in err, ascii(err)
+    assert "^[]0;pwned^G" in out, ascii(out)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")

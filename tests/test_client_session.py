@@ -526,6 +526,72 @@ async def test_banned_ends_with_1_and_says_why() -> None:
         assert exc.code == 1 and "banned" in exc.message
 
 
+# --- hostile server text on the way out ------------------------------------------------------
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b2J\u202eevil"
+SHOWN = "^[]0;pwned^G^[[2J<U+009B>2J<U+202E>evil"
+
+
+def assert_inert(*texts: str) -> None:
+    """No ESC, BEL, other C0/C1 control or bidi override in what the user would see."""
+    for text in texts:
+        bad = [c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c == "\u202e"]
+        assert not bad, ascii(text)
+
+
+@run_async
+async def test_hostile_error_reason_is_shown_escaped_in_the_exit_message() -> None:
+    ui = FakeUI()
+    async with connected(ui) as (_, peer, task):
+        await register(peer)
+        await welcome(peer)
+        peer.send(f"ERROR :Closing link (Killed by admin: {HOSTILE})")
+        await peer.close()
+        exc = await exit_of(task)
+        assert exc.code == 1
+        assert exc.message == f"disconnected by the server: Closing link (Killed by admin: {SHOWN})"
+        assert_inert(exc.message, *ui.shown)
+
+
+@run_async
+async def test_hostile_ban_reason_is_shown_escaped_in_the_exit_message() -> None:
+    async with connected(FakeUI()) as (_, peer, task):
+        await peer.expect("CAP LS 302", "NICK alice", "USER alice 0 * alice")
+        peer.send(f":srv 465 * :You are banned: {HOSTILE}")
+        await peer.close()
+        exc = await exit_of(task)
+        assert exc.code == 1 and SHOWN in exc.message
+        assert_inert(exc.message)
+
+
+@run_async
+async def test_hostile_nickname_reply_without_terminal_exits_escaped() -> None:
+    async with connected(FakeUI()) as (_, peer, task):
+        await register(peer)
+        peer.send(f":srv 432 * {HOSTILE} :Erroneous {HOSTILE}")
+        exc = await exit_of(task)
+        assert exc.code == 4 and SHOWN in exc.message
+        assert_inert(exc.message)
+
+
+@run_async
+async def test_hostile_registered_nickname_is_escaped_in_questions_and_hints() -> None:
+    refused = f":srv FAIL NICK ACCOUNT_REQUIRED {HOSTILE} :registered"
+    ui = FakeUI(interactive=True, answers=("",))  # no password, then no other nickname
+    async with connected(ui) as (_, peer, task):
+        await register(peer)
+        peer.send(refused)
+        exc = await exit_of(task)
+        assert exc.code == 4
+        assert len(ui.questions) == 2 and all(SHOWN in q for q, _ in ui.questions)
+        assert_inert(exc.message, *(q for q, _ in ui.questions), *ui.shown)
+    async with connected(FakeUI()) as (_, peer, task):
+        await register(peer)
+        peer.send(refused)
+        exc = await exit_of(task)
+        assert exc.code == 4 and f"nickname {SHOWN} is registered" in exc.message
+        assert_inert(exc.message)
+
+
 @run_async
 async def test_quit_waits_a_bounded_time_for_the_close(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(session_mod, "QUIT_WAIT", 0.2)

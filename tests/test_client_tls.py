@@ -214,6 +214,87 @@ def test_expired_certificate_exits_3(
     assert_no_traceback(proc)
 
 
+# --- hostile text from the server on stderr ----------------------------------------------------
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J"
+SHOWN = "^[]0;pwned^G^[[2J"
+
+
+def assert_inert(text: str) -> None:
+    bad = [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)]
+    assert not bad, ascii(text)
+
+
+def hostile_name_cert(ca: trustme.CA, tmp_path: Path) -> ssl.SSLContext:
+    """A server context whose certificate (signed by ``ca``) holds a DNS name made of escapes.
+
+    trustme refuses such a name (IDNA), so the certificate is built with cryptography.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hostile")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(f"evil{HOSTILE}.test")]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "hostile.pem", tmp_path / "hostile-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def test_hostile_certificate_name_is_shown_escaped(
+    tmp_path: Path, ca: trustme.CA, tiny: list[TinyServer]
+) -> None:
+    srv = TinyServer(hostile_name_cert(ca, tmp_path))
+    tiny.append(srv)
+    proc = run_client(
+        tmp_path, f"127.0.0.1:{srv.port}", "--cafile", str(write_ca(ca, tmp_path / "ca.pem"))
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert f"It is valid for: evil{SHOWN}.test" in proc.stderr, ascii(proc.stderr)
+    assert f"--server-name evil{SHOWN}.test" in proc.stderr
+    assert_inert(proc.stderr + proc.stdout)
+    assert_no_traceback(proc)
+
+
+def test_hostile_error_reason_is_shown_escaped_on_exit(
+    tmp_path: Path, ca: trustme.CA, tiny: list[TinyServer]
+) -> None:
+    srv = start(tiny, ca.issue_cert("127.0.0.1"), reply=f"ERROR :{HOSTILE}\r\n".encode())
+    proc = run_client(
+        tmp_path, f"127.0.0.1:{srv.port}", "--cafile", str(write_ca(ca, tmp_path / "ca.pem"))
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"chaton: disconnected by the server: {SHOWN}" in proc.stderr, ascii(proc.stderr)
+    assert f"-!- ERROR: {SHOWN}" in proc.stdout
+    assert_inert(proc.stderr + proc.stdout)
+    assert_no_traceback(proc)
+
+
 def test_plaintext_server_is_never_spoken_to_in_plaintext(
     tmp_path: Path, tiny: list[TinyServer]
 ) -> None:

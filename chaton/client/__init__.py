@@ -13,6 +13,7 @@ import asyncio
 import getpass
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from chaton.client.connection import (
@@ -24,6 +25,7 @@ from chaton.client.connection import (
     open_tls,
     parse_endpoint,
 )
+from chaton.client.safe_text import printable_lines
 from chaton.client.session import NICK_MAX, Login, Reconnect, Session, nick_rules
 from chaton.client.ui import PipeUI, TerminalUI, UserInterface, local_line
 from chaton.protocol.names import valid_nick
@@ -188,17 +190,35 @@ async def _amain(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the client with parsed ``args``; return the process exit status."""
+    """Run the client with parsed ``args``; return the process exit status.
+
+    Everything it writes to stderr passes through
+    :func:`~chaton.client.safe_text.printable_lines`: exit messages quote the server (an
+    ``ERROR``/``KILL`` reason, a nickname, a certificate name), and so may a bug's traceback.
+    """
     with _stdout_tolerant():
         try:
             return _run(args)
         except ClientExit as exc:
             if exc.message:
-                print(f"chaton: {exc.message}", file=sys.stderr, flush=True)
+                _to_stderr(f"chaton: {exc.message}")
             return exc.code
         except KeyboardInterrupt:
-            print("", file=sys.stderr)
+            _to_stderr("")
             return 130
+        except Exception as exc:  # a bug: report it like Python would, but never raw
+            _to_stderr("".join(traceback.format_exception(exc)).rstrip("\n"))
+            _to_stderr(f"chaton: internal error: {exc!r}")
+            return EXIT_ERROR
+
+
+def _to_stderr(text: str) -> None:
+    """Write ``text`` and a line break to stderr, controls made visible; never raise."""
+    try:
+        sys.stderr.write(printable_lines(text) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # stderr closed: nothing more can be said
 
 
 class _stdout_tolerant:

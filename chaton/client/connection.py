@@ -8,7 +8,8 @@ Invariants:
   handshake only to read the certificate (names, dates, fingerprint) for the error message.
   It sends no application data and is closed at once; nothing the user types ever goes there.
 - Expected failures (refused, unknown host, bad certificate) become :class:`ClientExit`
-  with a human message, never a traceback.
+  with a human message, never a traceback. Names read from the certificate and OpenSSL's
+  words are the server's text: they pass through :func:`~chaton.client.safe_text.printable`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chaton import tls
+from chaton.client.safe_text import printable
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -56,7 +58,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 class ClientExit(Exception):
-    """End the client with ``code`` after printing ``message`` (if any) to stderr."""
+    """End the client with ``code`` after printing ``message`` (if any) to stderr, escaped."""
 
     def __init__(self, code: int, message: str = "") -> None:
         super().__init__(message)
@@ -204,11 +206,15 @@ def explain_verify_error(
 ) -> str:
     """A few lines saying what failed and which flag fixes it."""
     code = getattr(exc, "verify_code", None)
-    detail = getattr(exc, "verify_message", None) or str(exc)
+    detail = printable(getattr(exc, "verify_message", None) or str(exc))
     trust = f"the CA in {cafile}" if cafile else "the system's trusted CAs"
     lines: list[str] = []
     if code in _NAME_MISMATCH:
-        names = ", ".join(info.names) if info and info.names else "(could not read them)"
+        names = (
+            ", ".join(printable(n) for n in info.names)
+            if info and info.names
+            else "(could not read them)"
+        )
         lines += [
             f"the server's certificate is not valid for the name {endpoint.tls_name!r}.",
             f"  It is valid for: {names}",
@@ -252,7 +258,7 @@ def explain_verify_error(
 
 def _example_name(info: CertificateInfo | None) -> str:
     if info and info.names:
-        return info.names[0]
+        return printable(info.names[0])
     return "NAME"
 
 
@@ -345,7 +351,7 @@ def _explain_ssl_error(exc: ssl.SSLError, endpoint: Endpoint) -> str:
     reason = (getattr(exc, "reason", None) or "").upper()
     if reason in {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}:
         return (
-            f"TLS handshake failed: {endpoint} does not speak TLS ({exc.reason}). "
+            f"TLS handshake failed: {endpoint} does not speak TLS ({printable(exc.reason)}). "
             "Is that the chaton port? chaton never falls back to plain text."
         )
-    return f"TLS handshake with {endpoint} failed: {exc.reason or exc}."
+    return f"TLS handshake with {endpoint} failed: {printable(str(exc.reason or exc))}."

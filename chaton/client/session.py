@@ -39,6 +39,7 @@ from typing import Any
 
 from chaton.client.commands import Context, interpret
 from chaton.client.connection import EXIT_ERROR, EXIT_LOGIN, EXIT_OK, ClientExit
+from chaton.client.safe_text import printable_lines, sanitize
 from chaton.client.sasl import SaslOutcome, authenticate_lines, outcome_of, plain_payload
 from chaton.client.ui import UserInterface, format_event, local_line
 from chaton.protocol import numerics as N
@@ -228,8 +229,9 @@ class Session:
         if not task.cancelled() and (exc := task.exception()) is not None:
             if isinstance(exc, ClientExit):
                 self._finish(exc.code, exc.message)
-            else:  # a bug: show it, and end cleanly
-                traceback.print_exception(exc, file=sys.stderr)
+            else:  # a bug: show it (its text may quote the server's), and end cleanly
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(printable_lines("".join(traceback.format_exception(exc))))
                 self._finish(EXIT_ERROR, f"internal error: {exc!r}")
 
     def _ask_once(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -330,7 +332,8 @@ class Session:
         if self.quitting:
             self._finish(EXIT_OK)
         elif self._server_error:
-            self._finish(EXIT_ERROR, f"disconnected by the server: {self._server_error}")
+            reason = sanitize(self._server_error)
+            self._finish(EXIT_ERROR, f"disconnected by the server: {reason}")
         else:
             self._finish(EXIT_ERROR, "the server closed the connection")
 
@@ -392,9 +395,9 @@ class Session:
         self.cap_done = True
         if self.login is not None:
             if "sasl" not in self.acked:
+                account = sanitize(self.login.account)
                 self._finish(
-                    EXIT_LOGIN,
-                    f"cannot log in as {self.login.account}: the server offers no SASL PLAIN",
+                    EXIT_LOGIN, f"cannot log in as {account}: the server offers no SASL PLAIN"
                 )
                 return
             self._login_pending = True
@@ -454,14 +457,14 @@ class Session:
             if not self.ui.interactive or attempt == 2:
                 break
             password = await self.ui.ask(
-                f"Login as {login.account} failed. Password (empty to give up): ", secret=True
+                f"Login as {sanitize(login.account)} failed. Password (empty to give up): ",
+                secret=True,
             )
             if not password:
                 break
             login = Login(login.account, password)
-        raise ClientExit(
-            EXIT_LOGIN, f"login as {login.account} failed: wrong account name or password"
-        )
+        account = sanitize(login.account)
+        raise ClientExit(EXIT_LOGIN, f"login as {account} failed: wrong account name or password")
 
     def _logged_in_as(self, login: Login) -> None:
         self.login = login
@@ -498,10 +501,11 @@ class Session:
             return False
         self._nick_refused = True
         if not self._login_pending:
+            shown, reason = sanitize(nick), sanitize(msg.params[-1])
             why = (
-                f"the nickname {nick} is already in use"
+                f"the nickname {shown} is already in use"
                 if msg.command == N.ERR_NICKNAMEINUSE
-                else f"the server does not accept the nickname {nick} ({msg.params[-1]})"
+                else f"the server does not accept the nickname {shown} ({reason})"
             )
             self._ask_once(self._choose_nick(why))
         return False
@@ -526,11 +530,12 @@ class Session:
     async def _claim(self, nick: str) -> None:
         """The nickname is registered: log in to its account (step 3 of the module doc)."""
         account = self.account or nick
+        shown, shown_account = sanitize(nick), sanitize(account)  # the nick is the server's
         if not self.ui.interactive:
             raise ClientExit(
                 EXIT_LOGIN,
-                f"the nickname {nick} is registered. Log in by putting the password of account "
-                f"{account} on the first line of stdin with --password-stdin, "
+                f"the nickname {shown} is registered. Log in by putting the password of "
+                f"account {shown_account} on the first line of stdin with --password-stdin, "
                 "or choose another --nick",
             )
         if "sasl" not in self.acked:
@@ -538,7 +543,7 @@ class Session:
         else:
             for _attempt in range(3):
                 password = await self.ui.ask(
-                    f"{nick} is registered. Password for account {account} "
+                    f"{shown} is registered. Password for account {shown_account} "
                     "(empty: other nickname): ",
                     secret=True,
                 )
@@ -565,10 +570,10 @@ class Session:
                 if outcome is SaslOutcome.UNSUPPORTED:
                     self.show("the server does not accept SASL PLAIN logins")
                     break
-                self.show(f"login as {account} failed")
+                self.show(f"login as {shown_account} failed")
         self._needs_account = None
         if not self.registered:
-            await self._choose_nick(f"the nickname {nick} is registered")
+            await self._choose_nick(f"the nickname {shown} is registered")
 
     def _quit_for_reconnect(self, reconnect: Reconnect) -> None:
         self.quitting = True

@@ -14,9 +14,11 @@ line shape is tested without a terminal. Line shapes, ``HH:MM`` from the ``time`
     12:01 -!- No such nick                     server numerics, notices and errors
     -!- unknown command /foo                   local feedback (no time)
 
-Text from other people passes through :func:`sanitize`: IRC colour/format codes are dropped
-and other control characters (and bidirectional overrides) are shown escaped, so nobody can
-move the cursor, clear the screen or reverse the line in someone else's terminal.
+Text from other people passes through :func:`~chaton.client.safe_text.sanitize`: IRC
+colour/format codes are dropped and other control characters (and bidirectional overrides)
+are shown escaped, so nobody can move the cursor, clear the screen or reverse the line in
+someone else's terminal. The front ends also pass every line and question they write through
+:func:`~chaton.client.safe_text.printable`, so a line built without it is still safe.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import asyncio
 import contextlib
 import getpass
 import os
-import re
 import sys
 import threading
 from datetime import UTC, datetime, tzinfo
 from typing import IO, Protocol
 
+from chaton.client.safe_text import printable, sanitize
 from chaton.protocol import numerics as N
 from chaton.protocol.message import Message, serialize, split_source
 from chaton.protocol.names import casefold, is_channel
@@ -44,33 +46,6 @@ __all__ = [
     "local_line",
     "sanitize",
 ]
-
-# --- sanitizing ------------------------------------------------------------------------------
-_FORMATTING = re.compile(
-    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"  # mIRC colour with optional fg,bg
-    r"|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?"  # hex colour
-    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"  # bold, reset, monospace, reverse, italic, strike, underline
-)
-# C0/C1 controls, DEL, line/paragraph separators and the bidirectional embedding/override/
-# isolate characters (which can visually reorder the rest of a terminal line).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    ch = match.group()
-    code = ord(ch)
-    if ch == "\t":
-        return " "
-    if code < 0x20:
-        return "^" + chr(code + 0x40)
-    if code == 0x7F:
-        return "^?"
-    return f"<U+{code:04X}>"
-
-
-def sanitize(text: str) -> str:
-    """Text safe to print: formatting codes removed, other controls made visible."""
-    return _UNSAFE.sub(_escape, _FORMATTING.sub("", text))
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -351,7 +326,7 @@ class TerminalUI:
         self._closed = False
 
     def show(self, line: str) -> None:
-        print(line, flush=True)
+        print(printable(line), flush=True)
 
     def set_room(self, room: str | None) -> None:
         self._room = room
@@ -359,9 +334,10 @@ class TerminalUI:
             self._main.app.invalidate()
 
     def _prompt(self) -> str:
-        return f"{self._room or 'chaton'}> "
+        return f"{printable(self._room or 'chaton')}> "  # the room name is the server's
 
     async def ask(self, question: str, *, secret: bool = False) -> str | None:
+        question = printable(question)  # questions quote nicknames the server sent
         self._asking += 1
         # The main prompt may be starting up right now (not yet running, so not yet
         # interruptible): keep interrupting until this question holds the terminal.
@@ -470,7 +446,7 @@ class PipeUI:
 
     def show(self, line: str) -> None:
         try:
-            self._out.write(line + "\n")
+            self._out.write(printable(line) + "\n")
             self._out.flush()
         except (OSError, ValueError):
             pass  # stdout closed by the reader (e.g. | head); keep the session consistent
