@@ -66,6 +66,9 @@ class Settings:
     # --- timeouts (seconds) ----------------------------------------------------------------
     tls_handshake_timeout: float = field(default=10.0, metadata=_doc("TLS handshake deadline"))
     registration_timeout: float = field(default=60.0, metadata=_doc("NICK/USER deadline"))
+    first_line_timeout: float = field(
+        default=15.0, metadata=_doc("deadline for a new connection's first IRC line")
+    )
     ping_interval: float = field(default=90.0, metadata=_doc("idle time before server PINGs"))
     ping_timeout: float = field(default=60.0, metadata=_doc("wait for PONG before dropping"))
     close_grace: float = field(
@@ -77,17 +80,28 @@ class Settings:
     flood_burst: int = field(default=20, metadata=_doc("lines a client may send at once"))
     flood_rate: float = field(default=4.0, metadata=_doc("lines/s refill; 0 disables"))
     flood_max_backlog: int = field(default=40, metadata=_doc("delayed lines before Excess flood"))
+    flood_reply_lines: int = field(
+        default=40, metadata=_doc("reply lines one flood token pays for (NAMES, WHO, LIST...)")
+    )
     flood_exempt_admins: bool = field(default=True, metadata=_doc("admins skip flood control"))
 
     # --- connection limits -----------------------------------------------------------------
     max_clients: int = field(default=1024, metadata=_doc("connections in all"))
     max_clients_per_ip: int = field(
-        default=32, metadata=_doc("connections from one address; 0 = no limit")
+        default=32, metadata=_doc("connections from one address group; 0 = no limit")
+    )
+    max_unregistered: int = field(
+        default=256, metadata=_doc("connections still registering, in all (oldest go first)")
+    )
+    max_unregistered_per_ip: int = field(
+        default=8, metadata=_doc("connections still registering per address group; 0 = no limit")
     )
     connect_rate_per_ip: int = field(
-        default=30, metadata=_doc("new connections per window and IP; 0 = no limit")
+        default=30, metadata=_doc("new connections per window and address group; 0 = no limit")
     )
     connect_rate_window: float = field(default=10.0, metadata=_doc("that window, in seconds"))
+    ipv4_prefix: int = field(default=32, metadata=_doc("IPv4 bits that make an address group"))
+    ipv6_prefix: int = field(default=64, metadata=_doc("IPv6 bits that make an address group"))
 
     # --- accounts --------------------------------------------------------------------------
     require_account: bool = field(default=False, metadata=_doc("refuse clients not logged in"))
@@ -208,7 +222,8 @@ def _build(values: dict[str, Any], *, source: str) -> Settings:
 
 #: Limits where 0 switches the limit off (for benchmarks and trusted networks).
 _ZERO_MEANS_UNLIMITED = (
-    "max_clients_per_ip", "connect_rate_per_ip", "login_failures_per_ip",
+    "max_clients_per_ip", "max_unregistered_per_ip", "connect_rate_per_ip",
+    "login_failures_per_ip",
     "login_failures_per_account", "hash_queue_per_ip", "login_known_address_ttl",
 )
 
@@ -217,8 +232,10 @@ def _validate(s: Settings, source: str) -> None:
     positive = [
         "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
         "max_channels_per_user", "max_targets", "max_list_replies", "tls_handshake_timeout",
-        "registration_timeout", "ping_interval", "ping_timeout", "close_grace", "sendq_bytes",
-        "flood_burst", "flood_max_backlog", "max_clients", "connect_rate_window",
+        "registration_timeout", "first_line_timeout", "ping_interval", "ping_timeout",
+        "close_grace", "sendq_bytes", "flood_burst", "flood_max_backlog", "flood_reply_lines",
+        "max_clients",
+        "max_unregistered", "connect_rate_window",
         "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "hash_workers",
         "hash_queue_limit", "login_failure_window", "db_poll_interval",
     ]
@@ -234,6 +251,8 @@ def _validate(s: Settings, source: str) -> None:
         raise ConfigError(f"{source}: port must be 0..65535 (0 picks a free port)")
     if s.max_line_bytes < 64:
         raise ConfigError(f"{source}: max_line_bytes below 64 cannot carry IRC")
+    if not 8 <= s.ipv4_prefix <= 32 or not 16 <= s.ipv6_prefix <= 128:
+        raise ConfigError(f"{source}: ipv4_prefix must be 8..32 and ipv6_prefix 16..128")
     if s.flood_rate < 0 or s.max_tag_bytes < 0:
         raise ConfigError(f"{source}: flood_rate and max_tag_bytes cannot be negative")
     if not s.default_channel.startswith("#") or " " in s.default_channel:

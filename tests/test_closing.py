@@ -27,7 +27,8 @@ def _reason(client: IrcClient) -> str:
 
 
 def test_every_client_of_a_banned_address_reads_the_reason(start_server: StartServer) -> None:
-    server = start_server(loop="uvloop", connect_rate_per_ip=0, max_clients_per_ip=0)
+    server = start_server(loop="uvloop", connect_rate_per_ip=0, max_clients_per_ip=0,
+                          max_unregistered_per_ip=0)
     with Store(server.settings.db_file) as store:
         store.add_ban(BanRecord("ip", "127.0.0.5", "no spam from here", "test", 1000.0))
     server.call(server.server.authority.apply_changes)  # type: ignore[union-attr]

@@ -92,6 +92,7 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None
 
 def _fuzz_server(start_server: StartServer) -> RunningServer:
     return start_server(flood_rate=0, connect_rate_per_ip=0, max_clients_per_ip=0,
+                        max_unregistered_per_ip=0,
                         login_failures_per_ip=0, login_failures_per_account=0)
 
 

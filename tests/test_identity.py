@@ -104,7 +104,8 @@ SLOW_HASH = {"argon2_time_cost": 2, "argon2_memory_kib": 32768, "hash_workers": 
 
 def test_parallel_guesses_cannot_outrun_the_failure_limits(start_server: StartServer) -> None:
     server = start_server(login_failures_per_ip=5, login_failures_per_account=10,
-                          hash_queue_per_ip=0, hash_queue_limit=100, **SLOW_HASH)
+                          hash_queue_per_ip=0, hash_queue_limit=100,
+                          max_unregistered_per_ip=0, **SLOW_HASH)
     add_account(server.settings, "victim", PW)
     clients = []
     for i in range(58):
@@ -138,7 +139,7 @@ def test_login_storm_from_a_few_addresses_cannot_starve_real_logins(
     start_server: StartServer,
 ) -> None:
     server = start_server(login_failures_per_ip=0, login_failures_per_account=0,
-                          max_clients_per_ip=0, argon2_time_cost=3,
+                          max_clients_per_ip=0, max_unregistered_per_ip=0, argon2_time_cost=3,
                           argon2_memory_kib=65536, hash_workers=1)
     storm = []
     for i in range(48):  # 8 addresses, 6 connections each: more than their share

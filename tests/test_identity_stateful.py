@@ -206,7 +206,7 @@ def test_identity_and_privilege_under_every_interleaving(
         data = tmp_path_factory.mktemp("identity")
         return RunningServer(
             make_settings(data, certs, login_failures_per_ip=0, login_failures_per_account=0,
-                          connect_rate_per_ip=0, max_clients_per_ip=0),
+                          connect_rate_per_ip=0, max_clients_per_ip=0, max_unregistered_per_ip=0),
             certs,
         )
 

@@ -179,6 +179,7 @@ def test_login_storm_does_not_stall_room_messages(start_server: StartServer) -> 
     server = start_server(
         argon2_time_cost=2, argon2_memory_kib=32768, argon2_parallelism=1, hash_workers=2,
         login_failures_per_ip=0, login_failures_per_account=0, hash_queue_per_ip=0,
+        max_unregistered_per_ip=0,  # the storm's 30 logins from one address at once
         flood_rate=0,  # the talker's 20 lines must not wait for flood-control tokens
     )
     add_account(server.settings, "storm", PW)

@@ -204,7 +204,7 @@ def test_total_connection_limit(start_server: StartServer) -> None:
     held[0].send("QUIT")
     held[0].wait_closed()
     deadline = time.monotonic() + 5
-    while server.call(lambda: len(server.server.sessions)) > 2:
+    while server.call(lambda: server.server.admission.open) > 2:  # a closing one counts no more
         assert time.monotonic() < deadline
         time.sleep(0.02)
     server.client("fits")
@@ -255,3 +255,43 @@ def test_handler_bug_closes_only_that_connection(
     assert any(r.exc_info and "secret internal detail" in str(r.exc_info[1])
                for r in caplog.records)
     still_serves(server)
+
+
+# --- cost-aware flood control -------------------------------------------------------------
+
+
+def test_a_target_named_twice_is_answered_and_delivered_once(server: RunningServer) -> None:
+    asker = server.client("asker").join("#r")
+    member = server.client("member").join("#r")
+    asker.send("NAMES #r,#r,#R,#r")
+    got = asker.sync()
+    assert [m.command for m in got].count("366") == 1
+    asker.send("PRIVMSG #r,#R,#r :once")
+    member.sync()
+    asker.sync()
+    assert [m.params[-1] for m in member.log if m.command == "PRIVMSG"] == ["once"]
+
+
+def test_targmax_names_every_multi_target_command(server: RunningServer) -> None:
+    c = server.client("probe")
+    tokens = [t for m in c.log if m.command == "005" for t in m.params]
+    targmax = next(t for t in tokens if t.startswith("TARGMAX="))
+    for command in ("PRIVMSG", "NOTICE", "NAMES", "KICK", "JOIN", "PART", "WHOIS"):
+        assert f"{command}:" in targmax and f"{command}:," not in targmax + ",", targmax
+
+
+def test_replies_are_charged_by_what_they_produce(start_server: StartServer) -> None:
+    """Six WHOs of a 30-member room cost far more than six lines: the flooder is cut off;
+    six PINGs from the same kind of client are not."""
+    server = start_server(flood_rate=0.5, flood_burst=10, flood_max_backlog=3,
+                          flood_reply_lines=10, max_clients_per_ip=0,
+                          connect_rate_per_ip=0)
+    for i in range(30):
+        server.client(f"m{i}").join("#big")
+    who = server.client("who-spammer").join("#big")
+    who.send_raw(b"WHO #big\r\n" * 6)
+    lines = who.wait_closed(timeout=10)
+    assert any("Excess flood" in m.param(0) for m in lines if m.command == "ERROR")
+    pinger = server.client("pinger").join("#big")
+    pinger.send_raw(b"PING :x\r\n" * 6)
+    pinger.sync(timeout=20)

@@ -139,7 +139,7 @@ class AccountService:
         # People type passwords into the name field ('PASS Tr0ub4dor:horse'): a name is
         # logged only when it is an account's.
         logged_name = account.name if account is not None else "(no such account)"
-        attempt = self.limits.begin(conn.ip, name, time.monotonic())
+        attempt = self.limits.begin(conn.group, name, time.monotonic())
         if attempt is None:
             log.info("login-throttled ip=%s account=%s", conn.ip, logged_name)
             return LoginRefusal.THROTTLED
@@ -334,7 +334,7 @@ async def _oper(svc: AccountService, conn: Session, name: str, password: str) ->
     banned = svc.authority.login_ban(account.name) is not None
     if not svc.authority.may_be_admin(account):
         # Right password, but no admin powers: the same reply as a wrong one, and counted.
-        svc.limits.penalize(conn.ip, time.monotonic())
+        svc.limits.penalize(conn.group, time.monotonic())
         log.info("oper-refused ip=%s account=%s role=%s banned=%s",
                  conn.ip, account.name, account.role, banned)
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")

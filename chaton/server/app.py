@@ -17,7 +17,6 @@ import asyncio
 import logging
 import ssl
 import time
-from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +24,12 @@ from chaton import tls
 from chaton.config import Settings
 from chaton.protocol.message import LineBuffer, Message, encode_line
 from chaton.server import commands
+from chaton.server.admission import Admission
 from chaton.server.commands import Command, dispatch
 from chaton.server.lines import Outgoing
 from chaton.server.registration_state import Phase
 from chaton.server.session import Session
 from chaton.server.state import ServerState
-from chaton.server.throttle import SlidingWindowCounter
 from chaton.server.transport.tls_connection import TlsConnection
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ class ChatServer:
         self.ssl_context = ssl_context or tls.server_context(settings.cert_file, settings.key_file)
         self.state = ServerState()
         self.sessions: set[Session] = set()
-        self.per_ip: Counter[str] = Counter()
+        self.admission = Admission(settings)
         self.admins: set[Session] = set()  # kept by Session.is_admin
         self.started = time.time()
         self.max_seen = 0
@@ -62,9 +61,6 @@ class ChatServer:
         self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: AccountService | None = None  # attached by server.setup
         self.authority: Authority | None = None  # likewise: the accounts' authority
-        self.connect_rate = SlidingWindowCounter(
-            settings.connect_rate_per_ip, settings.connect_rate_window
-        )
         self.isupport = self._isupport()
         self.commands: dict[str, Command] = commands.table()
 
@@ -114,22 +110,15 @@ class ChatServer:
         conn.refusal = self._refusal(conn)
 
     def _refusal(self, conn: Session) -> str | None:
-        s = self.settings
         self.sessions.add(conn)
-        self.per_ip[conn.ip] += 1
-        self.max_seen = max(self.max_seen, len(self.sessions))
-        if len(self.sessions) > s.max_clients:
-            return "Too many connections on this server; try again later"
-        if s.max_clients_per_ip and self.per_ip[conn.ip] > s.max_clients_per_ip:
-            return f"Too many connections from your address (limit {s.max_clients_per_ip})"
-        now = time.monotonic()
-        if self.connect_rate.exceeded(conn.ip, now):
-            return (
-                f"Connecting too fast: at most {s.connect_rate_per_ip} connections per "
-                f"{s.connect_rate_window:g} seconds from one address"
-            )
-        self.connect_rate.hit(conn.ip, now)
-        return self.authority.admit(conn) if self.authority is not None else None
+        refusal = self.admission.admit(conn, time.monotonic())
+        self.max_seen = max(self.max_seen, self.admission.open)
+        if refusal is None and self.authority is not None:
+            refusal = self.authority.admit(conn)
+        return refusal
+
+    def on_registered(self, conn: Session) -> None:
+        self.admission.registered(conn)
 
     def on_link_ready(self, conn: Session) -> None:
         if conn.refusal:
@@ -139,8 +128,12 @@ class ChatServer:
         log.info("connect ip=%s %s", conn.ip, conn.link.description)
 
     def on_closing(self, conn: Session) -> None:
-        """Take ``conn`` out of the shared state and tell its peers, once."""
-        if conn.close() is Phase.REGISTERED and conn.nick is not None:
+        """Take ``conn`` out of the shared state and the counts and tell its peers, once."""
+        was = conn.close()
+        if was is Phase.CLOSED:
+            return
+        self.admission.closing(conn)
+        if was is Phase.REGISTERED and conn.nick is not None:
             peers = self.state.remove(conn)
             if peers:
                 Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"]).send_to(peers)
@@ -148,11 +141,7 @@ class ChatServer:
     def on_connection_lost(self, conn: Session) -> None:
         self.on_closing(conn)
         self.admins.discard(conn)
-        if conn in self.sessions:
-            self.sessions.discard(conn)
-            self.per_ip[conn.ip] -= 1
-            if self.per_ip[conn.ip] <= 0:
-                del self.per_ip[conn.ip]
+        self.sessions.discard(conn)
         if conn.linked:
             log.info("disconnect ip=%s nick=%s reason=%s", conn.ip, conn.nick, conn.close_reason)
 
@@ -194,7 +183,8 @@ class ChatServer:
     # --- timers ---------------------------------------------------------------------------
     def _sweep_interval(self) -> float:
         s = self.settings
-        shortest = min(s.tls_handshake_timeout, s.registration_timeout, s.ping_timeout)
+        shortest = min(s.tls_handshake_timeout, s.registration_timeout, s.ping_timeout,
+                       s.first_line_timeout)
         # Half the poll interval, so a CLI change is applied within 1.5 polls at worst.
         return max(0.05, min(1.0, shortest / 4, s.db_poll_interval / 2))
 
@@ -216,6 +206,10 @@ class ChatServer:
             if not conn.registered:
                 if conn.expired(now):
                     conn.quit("Registration timeout")
+                elif conn.last_active == conn.connected_at and (
+                    now - conn.connected_at > s.first_line_timeout
+                ):  # a slot held in silence, TLS done: the attack of silent connections
+                    conn.quit(f"No command within {s.first_line_timeout:g} seconds")
             elif conn.ping_sent_at is not None:
                 if now - conn.ping_sent_at > s.ping_timeout:
                     conn.quit(f"Ping timeout: {int(now - conn.last_active)} seconds")
@@ -241,6 +235,8 @@ class ChatServer:
             f"KICKLEN={s.kicklen}",
             f"CHANLIMIT=#:{s.max_channels_per_user}",
             f"MAXTARGETS={s.max_targets}",
-            f"TARGMAX=PRIVMSG:{s.max_targets},NOTICE:{s.max_targets},JOIN:,PART:",
+            f"TARGMAX=PRIVMSG:{s.max_targets},NOTICE:{s.max_targets},NAMES:{s.max_targets},"
+            f"KICK:{s.max_targets},JOIN:{s.max_channels_per_user},"
+            f"PART:{s.max_channels_per_user},WHOIS:1",
             "MODES=1",
         ]

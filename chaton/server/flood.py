@@ -32,3 +32,9 @@ class TokenBucket:
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / self.rate
+
+    def spend(self, tokens: float) -> None:
+        """Charge ``tokens`` more for a command that made the server produce a lot; the
+        balance may go below zero (later lines wait), but never below ``-burst``."""
+        if self.rate > 0:
+            self._tokens = max(-float(self.burst), self._tokens - tokens)

@@ -7,7 +7,8 @@ Invariants:
   finished or still hashing.
 - A success refunds its own count on the address group and clears the account's failures;
   a failure keeps its count. Nothing else changes a count.
-- Addresses are grouped as one host usually owns them: an IPv4 address, an IPv6 /64.
+- Addresses are counted by group (``addresses.address_group``: by default an IPv4
+  address, an IPv6 /64), as one host usually owns them.
 - The account limit does not apply to an address group that logged in to that account within
   ``login_known_address_ttl``: strangers' failures cannot lock the owner out from where it
   usually logs in. (Remembered in memory: a restart forgets, which only re-applies the
@@ -16,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,20 +27,7 @@ from chaton.server.throttle import DEFAULT_MAX_KEYS, SlidingWindowCounter
 if TYPE_CHECKING:
     from chaton.config import Settings
 
-__all__ = ["Attempt", "LoginLimits", "address_group"]
-
-
-def address_group(ip: str) -> str:
-    """The unit that limits count: the IPv4 address, or the IPv6 /64 it is in."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((addr, 64), strict=False))
-    return str(addr)
+__all__ = ["Attempt", "LoginLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +49,10 @@ class LoginLimits:
         self.known_ttl = settings.login_known_address_ttl
         self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def begin(self, ip: str, account: str, now: float) -> Attempt | None:
-        """Count an attempt now; None (nothing counted) when a limit is already reached."""
-        group, key = address_group(ip), casefold(account)
+    def begin(self, group: str, account: str, now: float) -> Attempt | None:
+        """Count an attempt from address ``group`` now; None (nothing counted) when a limit
+        is already reached."""
+        key = casefold(account)
         if self.by_group.exceeded(group, now):
             return None
         if self.by_account.exceeded(key, now) and not self.known(key, group, now):
@@ -84,9 +72,9 @@ class LoginLimits:
             while len(self._known) > DEFAULT_MAX_KEYS:
                 self._known.popitem(last=False)
 
-    def penalize(self, ip: str, now: float) -> None:
-        """Count one more failure for the address (a right password that still may not OPER)."""
-        self.by_group.hit(address_group(ip), now)
+    def penalize(self, group: str, now: float) -> None:
+        """Count one more failure for the group (a right password that still may not OPER)."""
+        self.by_group.hit(group, now)
 
     def known(self, account: str, group: str, now: float) -> bool:
         expires = self._known.get((account, group))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.server.lines import Outgoing
+from chaton.server.targets import split_targets
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
@@ -29,7 +30,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     if len(params) < 2 or not params[1]:
         conn.numeric(num.ERR_NOTEXTTOSEND, "No text to send")
         return None
-    targets = params[0].split(",")
+    targets = split_targets(params[0])
     if len(targets) > server.settings.max_targets:
         conn.numeric(num.ERR_TOOMANYTARGETS, params[0], "Too many recipients")
         return None

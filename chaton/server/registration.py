@@ -202,6 +202,7 @@ def complete(server: ChatServer, conn: Session) -> bool:
         return False
     s = server.settings
     conn.complete()
+    server.on_registered(conn)
     conn.last_active = time.monotonic()
     server.state.add_nick(conn, conn.nick)
     conn.numeric(num.RPL_WELCOME, f"Welcome to the {s.network_name} network, {conn.source}")

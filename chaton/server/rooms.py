@@ -17,6 +17,7 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import casefold, is_channel, valid_channel
 from chaton.server.lines import Outgoing
+from chaton.server.targets import split_targets
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
@@ -72,7 +73,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
     if msg.params[0] == "0":
         _part_all(server, conn)
         return None
-    for name in msg.params[0].split(","):
+    for name in split_targets(msg.params[0]):
         if not valid_channel(name, s.channellen):
             conn.numeric(num.ERR_NOSUCHCHANNEL, name, "No such channel (invalid room name)")
             continue
@@ -92,7 +93,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
 # PART <channel>{,<channel>} [<reason>]
 def part(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     reason = msg.param(1)[: server.settings.kicklen]
-    for name in msg.params[0].split(","):
+    for name in split_targets(msg.params[0]):
         room = server.state.find_channel(name)
         if room is None:
             conn.numeric(num.ERR_NOSUCHCHANNEL, name, "No such channel")
@@ -111,7 +112,11 @@ def names(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     if not msg.params or not msg.params[0]:
         conn.numeric(num.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return None
-    for name in msg.params[0].split(","):
+    wanted = split_targets(msg.params[0])
+    if len(wanted) > server.settings.max_targets:
+        conn.numeric(num.ERR_TOOMANYTARGETS, msg.params[0], "Too many targets")
+        return None
+    for name in wanted:
         room = server.state.find_channel(name)
         if room is None:
             conn.numeric(num.RPL_ENDOFNAMES, name, "End of /NAMES list")
@@ -242,7 +247,11 @@ def kick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         return None
     reason = (msg.param(2) or conn.name)[: server.settings.kicklen]
     victims = []
-    for nick in msg.params[1].split(","):
+    nicks = split_targets(msg.params[1])
+    if len(nicks) > server.settings.max_targets:
+        conn.numeric(num.ERR_TOOMANYTARGETS, msg.params[1], "Too many targets")
+        return None
+    for nick in nicks:
         victim = server.state.find_nick(nick)
         if victim is None or victim not in room.members:
             conn.numeric(num.ERR_USERNOTINCHANNEL, nick, room.name, "They aren't on that channel")

@@ -9,7 +9,10 @@ Invariants:
   nothing here changes ``phase`` except through its events.
 - One client's commands run in the order sent: while a handler's awaitable (argon2 in a
   thread, a commit) is pending, further lines wait in the inbox, bounded by
-  ``flood_max_backlog``; the flood bucket meters them ("fakelag").
+  ``flood_max_backlog``; the flood bucket meters them ("fakelag"), and a command that
+  made the server produce more than ``flood_reply_lines`` lines for this client pays one
+  token per that many (at most a burst's worth), so NAMES/WHO/LIST spam is metered by
+  its cost, not its line count.
 - Anything going wrong inside a handler closes this session only; the traceback goes to
   the server log, the client gets a generic ``ERROR``.
 - A session leaves the shared state (nickname, rooms) exactly once, in
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import LINE_TOO_LONG, LineTooLong, ProtocolError, parse
+from chaton.server.addresses import address_group
 from chaton.server.flood import TokenBucket
 from chaton.server.registration_state import Registration
 
@@ -60,6 +65,10 @@ class Link(Protocol):
         """Bytes waiting to reach the client."""
 
     @property
+    def sent_lines(self) -> int:
+        """Lines queued to this client so far (what a command produced is the difference)."""
+
+    @property
     def description(self) -> str:
         """How the client is connected, for the log (protocol version, cipher)."""
 
@@ -79,6 +88,7 @@ class Session(Registration):
         "channels",
         "close_reason",
         "connected_at",
+        "group",
         "ip",
         "last_active",
         "link",
@@ -105,6 +115,7 @@ class Session(Registration):
         self.linked = False  # the link became able to carry lines (TLS handshake done)
         self.send = link.send  # the fan-out hot path: one call per recipient, not two
         self.ip = ip
+        self.group = sys.intern(address_group(ip, s.ipv4_prefix, s.ipv6_prefix))
         self.refusal: str | None = None
         self.close_reason = ""
         self.connected_at = now
@@ -234,11 +245,18 @@ class Session(Registration):
             return
         self.last_active = time.monotonic()
         self.ping_sent_at = None
+        link = self.link
+        before = link.sent_lines
         try:
             pending = self.server.dispatch(self, msg)
         except Exception:
             self._crashed(msg.command)
             return
+        produced = link.sent_lines - before
+        if produced > s.flood_reply_lines and self._bucket is not None:
+            # Pay for what the command made the server produce (NAMES, WHO, LIST...), not
+            # one token per line sent: at most a burst's worth per command.
+            self._bucket.spend(min(produced / s.flood_reply_lines, s.flood_burst))
         if pending is not None:
             self.run_later(pending, msg.command)
 

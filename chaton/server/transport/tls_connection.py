@@ -72,6 +72,7 @@ class TlsConnection(asyncio.Protocol):
         "_handshake_timer",
         "_out",
         "_out_bytes",
+        "sent_lines",
         "server",
         "session",
         "tls",
@@ -90,6 +91,7 @@ class TlsConnection(asyncio.Protocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._out_bytes = 0
+        self.sent_lines = 0  # lines queued so far (the session charges big replies by it)
         self._backlog = 0  # transport's unsent bytes at the last flush (refreshed when near)
         self._dirty = False
 
@@ -188,6 +190,7 @@ class TlsConnection(asyncio.Protocol):
             return
         self._out.append(line)
         self._out_bytes += len(line)
+        self.sent_lines += 1
         if not self._dirty:
             self._dirty = True
             self.server.schedule_flush(self)
