@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chaton.protocol.message import CLIENT_TAG_BYTES, MAX_LINE_BYTES
+from chaton.protocol.names import BadRoomName, room_name
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -255,8 +256,10 @@ def _validate(s: Settings, source: str) -> None:
         raise ConfigError(f"{source}: ipv4_prefix must be 8..32 and ipv6_prefix 16..128")
     if s.flood_rate < 0 or s.max_tag_bytes < 0:
         raise ConfigError(f"{source}: flood_rate and max_tag_bytes cannot be negative")
-    if not s.default_channel.startswith("#") or " " in s.default_channel:
-        raise ConfigError(f"{source}: default_channel must look like #room")
+    try:
+        room_name(s.default_channel, s.channellen)
+    except BadRoomName as why:
+        raise ConfigError(f"{source}: default_channel: {why}") from None
     if not s.server_name or " " in s.server_name or "." not in s.server_name:
         raise ConfigError(f"{source}: server_name must be a host-like name such as chat.local")
 

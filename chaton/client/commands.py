@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from chaton.protocol import message
 from chaton.protocol.durations import take_duration
 from chaton.protocol.message import Message, ProtocolError, parse, serialize
-from chaton.protocol.names import casefold, is_channel
+from chaton.protocol.names import is_channel, room_key
 
 __all__ = [
     "HELP",
@@ -59,9 +59,9 @@ class Context:
         return source + 2
 
     def joined(self, room: str) -> str | None:
-        """The joined room equal to ``room`` under IRC case-folding, as the server spelled it."""
-        folded = casefold(room)
-        return next((r for r in self.rooms if casefold(r) == folded), None)
+        """The joined room that ``room`` names (same :func:`room_key`), as the server spelled it."""
+        key = room_key(room)
+        return next((r for r in self.rooms if room_key(r) == key), None)
 
 
 @dataclass(frozen=True, slots=True)

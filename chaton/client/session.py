@@ -54,7 +54,7 @@ from chaton.protocol.message import (
     serialize,
     split_source,
 )
-from chaton.protocol.names import casefold, valid_nick
+from chaton.protocol.names import casefold, room_key, valid_nick
 
 __all__ = [
     "NICK_MAX",
@@ -362,7 +362,7 @@ class Session:
         if handler is not None:
             handler(self, msg)
         elif cmd in _JOIN_ERRORS:
-            self._autojoin.discard(casefold(msg.param(1)))
+            self._autojoin.discard(room_key(msg.param(1)))
             if not self._autojoin:
                 self._ready.set()
 
@@ -588,7 +588,7 @@ class Session:
         self._nick_refused = False
         rooms = [r for r in self.initial_rooms if r]
         if rooms:
-            self._autojoin = {casefold(r) for r in rooms}
+            self._autojoin = {room_key(r) for r in rooms}
             self.send(Message("JOIN", (",".join(rooms),)))
         else:
             self._ready.set()
@@ -607,13 +607,13 @@ class Session:
         if self._find_room(room) is None:
             self.rooms.append(room)
         self._set_room(room)
-        self._autojoin.discard(casefold(room))
+        self._autojoin.discard(room_key(room))
         if not self._autojoin:
             self._ready.set()
 
     def _find_room(self, room: str) -> str | None:
-        folded = casefold(room)
-        return next((r for r in self.rooms if casefold(r) == folded), None)
+        key = room_key(room)
+        return next((r for r in self.rooms if room_key(r) == key), None)
 
     def _leave_room(self, room: str) -> None:
         known = self._find_room(room)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
-from chaton.protocol.names import casefold, is_channel, valid_channel
+from chaton.protocol.names import BadRoomName, casefold, is_channel, room_key, room_name
 from chaton.server.lines import Outgoing
 from chaton.server.targets import split_targets
 
@@ -37,8 +37,9 @@ def prefixed(conn: Session) -> str:
 
 
 def send_names(server: ChatServer, conn: Session, room: Channel) -> None:
-    """353 lines, split so each fits in one IRC line, then 366."""
-    head = len(f":{server.name} 353 {conn.name} = {room.name} :") + 2
+    """353 lines, split so each fits in one IRC line, then 366 (sizes in bytes: a room
+    name may be non-ASCII, and lines are cut at 512 bytes)."""
+    head = len(f":{server.name} 353 {conn.name} = {room.name} :".encode()) + 2
     batch: list[str] = []
     size = head
     for member in room.members:
@@ -73,11 +74,13 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
     if msg.params[0] == "0":
         _part_all(server, conn)
         return None
-    for name in split_targets(msg.params[0]):
-        if not valid_channel(name, s.channellen):
-            conn.numeric(num.ERR_NOSUCHCHANNEL, name, "No such channel (invalid room name)")
+    for asked in split_targets(msg.params[0]):
+        try:
+            name = room_name(asked, s.channellen)
+        except BadRoomName as why:
+            conn.numeric(num.ERR_BADCHANMASK, asked, f"Bad room name: {why}")
             continue
-        if casefold(name) in conn.channels:
+        if room_key(name) in conn.channels:
             continue
         if len(conn.channels) >= s.max_channels_per_user:
             conn.numeric(num.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
@@ -147,7 +150,7 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
 
 # LIST [<channel>{,<channel>}]
 def list_(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
-    wanted = {casefold(n) for n in msg.param(0).split(",") if n} if msg.params else None
+    wanted = {room_key(n) for n in msg.param(0).split(",") if n} if msg.params else None
     conn.numeric(num.RPL_LISTSTART, "Channel", "Users  Name")
     for key, room in server.state.channels.items():
         if wanted is None or key in wanted:

@@ -3,6 +3,8 @@
 Invariants (kept by the methods here; handlers never edit the dicts directly):
 - ``nicks`` maps the casefolded nickname of every *registered* client to its connection;
   two clients never share a folded nickname.
+- ``channels`` (and each ``client.channels``) maps :func:`room_key` of a room's name to the
+  room, so names that differ only by case, width or a look-alike letter find one room.
 - A client is in ``room.members`` exactly when the room is in ``client.channels``.
 - A room exists while it has members; the last one leaving deletes it.
 """
@@ -13,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chaton.protocol.names import casefold
+from chaton.protocol.names import casefold, room_key
 
 if TYPE_CHECKING:
     from chaton.server.session import Session
@@ -46,7 +48,7 @@ class ServerState:
         return self.nicks.get(casefold(nick))
 
     def find_channel(self, name: str) -> Channel | None:
-        return self.channels.get(casefold(name))
+        return self.channels.get(room_key(name))
 
     def nick_taken(self, nick: str, by: Session | None = None) -> bool:
         """True if another client than ``by`` holds ``nick`` (in any case)."""
@@ -62,7 +64,7 @@ class ServerState:
 
     def join(self, conn: Session, name: str) -> tuple[Channel, bool]:
         """Add ``conn`` to room ``name`` (created if new); return it and whether it is new."""
-        key = casefold(name)
+        key = room_key(name)
         room = self.channels.get(key)
         created = room is None
         if room is None:
@@ -72,7 +74,7 @@ class ServerState:
         return room, created
 
     def part(self, conn: Session, room: Channel) -> None:
-        key = casefold(room.name)
+        key = room_key(room.name)
         room.members.pop(conn, None)
         conn.channels.pop(key, None)
         if not room.members:
