@@ -48,6 +48,7 @@ CHATON_BENCH_SETTINGS: dict[str, Any] = {
     "max_clients": 10000,
     "max_clients_per_ip": 0,  # 0 = no limit
     "connect_rate_per_ip": 0,
+    "rooms_created_per_ip": 0,
     "max_unregistered_per_ip": 0,  # the generator registers many at once from one address
     "hash_queue_per_ip": 0,  # the generator's whole login storm comes from one address
     "sendq_bytes": 8 << 20,

@@ -295,3 +295,44 @@ def test_replies_are_charged_by_what_they_produce(start_server: StartServer) -> 
     pinger = server.client("pinger").join("#big")
     pinger.send_raw(b"PING :x\r\n" * 6)
     pinger.sync(timeout=20)
+
+
+# --- long replies and junk rooms ------------------------------------------------------------
+
+
+def test_list_of_many_rooms_is_paced_not_a_sendq_drop(start_server: StartServer) -> None:
+    """Hundreds of rooms with long topics make a LIST far bigger than the send queue: it
+    arrives whole, as the client reads it, and the asker stays connected."""
+    server = start_server(sendq_bytes=16384, max_channels_per_user=400, flood_rate=0,
+                          rooms_created_per_ip=0)
+    junk = server.client("junk")
+    topic = "t" * 300
+    for batch in range(0, 300, 30):
+        rooms = ",".join(f"#junk{i}" for i in range(batch, batch + 30))
+        junk.send(f"JOIN {rooms}")
+        for i in range(batch, batch + 30):
+            junk.send(f"TOPIC #junk{i} :{topic}")
+        junk.sync(timeout=20)
+    asker = server.client("asker")
+    asker.send("LIST")
+    asker.expect("323", timeout=30)
+    listed = [m for m in asker.log if m.command == "322"]
+    assert len(listed) == 300  # ~100 KiB through a 16 KiB send queue
+    asker.sync()  # still connected
+    asker.send("LIST >0")
+    asker.expect("323")
+    asker.send("LIST #junk1*")
+    got = asker.sync()
+    assert sorted(m.params[1] for m in got if m.command == "322") == sorted(
+        ["#junk1", *(f"#junk1{i}" for i in range(10)), *(f"#junk1{i:02d}" for i in range(100))]
+    )
+
+
+def test_room_creation_is_limited_per_address(start_server: StartServer) -> None:
+    server = start_server(rooms_created_per_ip=3, rooms_created_window=600.0)
+    c = server.client("maker", bind="127.0.0.6")
+    c.send("JOIN #a1,#a2,#a3,#a4")
+    c.expect("437", "maker", "#a4")
+    other = server.client("other", bind="127.0.0.7")
+    other.join("#b1")  # another address is not affected
+    c.join("#b1")  # joining an existing room is not creating one

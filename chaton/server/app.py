@@ -30,6 +30,7 @@ from chaton.server.lines import Outgoing
 from chaton.server.registration_state import Phase
 from chaton.server.session import Session
 from chaton.server.state import ServerState
+from chaton.server.throttle import SlidingWindowCounter
 from chaton.server.transport.tls_connection import TlsConnection
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class ChatServer:
         self.state = ServerState()
         self.sessions: set[Session] = set()
         self.admission = Admission(settings)
+        self.room_creations = SlidingWindowCounter(
+            settings.rooms_created_per_ip, settings.rooms_created_window
+        )
         self.admins: set[Session] = set()  # kept by Session.is_admin
         self.started = time.time()
         self.max_seen = 0
@@ -239,4 +243,6 @@ class ChatServer:
             f"KICK:{s.max_targets},JOIN:{s.max_channels_per_user},"
             f"PART:{s.max_channels_per_user},WHOIS:1",
             "MODES=1",
+            "SAFELIST",
+            "ELIST=MU",
         ]

@@ -9,8 +9,9 @@ for admins, while the queries standard clients send on join (``MODE #room``,
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
@@ -85,6 +86,14 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         if len(conn.channels) >= s.max_channels_per_user:
             conn.numeric(num.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             continue
+        if server.state.find_channel(name) is None:
+            now = time.monotonic()
+            if server.room_creations.exceeded(conn.group, now):
+                conn.numeric(num.ERR_UNAVAILRESOURCE, name,
+                             f"Creating rooms too fast: at most {s.rooms_created_per_ip} per "
+                             f"{s.rooms_created_window:g} seconds from one address")
+                continue
+            server.room_creations.hit(conn.group, now)
         room, _created = server.state.join(conn, name)
         Outgoing(conn.source, "JOIN", [room.name]).send_to(room.members)
         if room.topic:
@@ -148,15 +157,43 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     return None
 
 
-# LIST [<channel>{,<channel>}]
+# LIST [<channel>{,<channel>}] | LIST <mask> | LIST >n | LIST <n   (ELIST=MU)
 def list_(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
-    wanted = {room_key(n) for n in msg.param(0).split(",") if n} if msg.params else None
+    want = _list_filter(msg.param(0))
+    return _list(server, conn, list(server.state.channels.values()), want)
+
+
+def _list_filter(arg: str) -> Callable[[Channel], bool]:
+    """What ``LIST`` was asked: room names, a ``*``/``?`` mask (ELIST M) or a member
+    count bound (``>n``, ``<n``: ELIST U). Anything else lists every room."""
+    if not arg:
+        return lambda room: True
+    if arg[0] in "<>" and arg[1:].isascii() and arg[1:].isdigit():
+        bound = int(arg[1:])
+        if arg[0] == ">":
+            return lambda room: len(room.members) > bound
+        return lambda room: len(room.members) < bound
+    if "*" in arg or "?" in arg:
+        pattern = re.compile(
+            "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
+                    for ch in room_key(arg)) + r"\Z", re.DOTALL)
+        return lambda room: pattern.match(room_key(room.name)) is not None
+    names = {room_key(n) for n in split_targets(arg)}
+    return lambda room: room_key(room.name) in names
+
+
+async def _list(
+    server: ChatServer, conn: Session, rooms: list[Channel], want: Callable[[Channel], bool]
+) -> None:
+    """Produced as the client reads it (SAFELIST): never beyond the send queue."""
     conn.numeric(num.RPL_LISTSTART, "Channel", "Users  Name")
-    for key, room in server.state.channels.items():
-        if wanted is None or key in wanted:
+    for room in rooms:
+        if conn.closing:
+            return
+        if room.members and want(room):  # a room emptied meanwhile is gone
             conn.numeric(num.RPL_LIST, room.name, str(len(room.members)), room.topic)
+            await conn.paced()
     conn.numeric(num.RPL_LISTEND, "End of /LIST")
-    return None
 
 
 # MODE <target> [<modestring> [<mode arguments>...]]

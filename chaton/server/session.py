@@ -68,6 +68,9 @@ class Link(Protocol):
     def sent_lines(self) -> int:
         """Lines queued to this client so far (what a command produced is the difference)."""
 
+    async def drained(self, below: int) -> None:
+        """Return once fewer than ``below`` bytes wait for the client, or the link is gone."""
+
     @property
     def description(self) -> str:
         """How the client is connected, for the log (protocol version, cipher)."""
@@ -184,6 +187,13 @@ class Session(Registration):
 
     def queued_bytes(self) -> int:
         return self.link.queued_bytes()
+
+    async def paced(self) -> None:
+        """Wait, if need be, until the client has read most of what is queued: long replies
+        call this between lines so they never outgrow ``sendq_bytes``."""
+        low_water = self.server.settings.sendq_bytes // 4
+        if self.link.queued_bytes() >= low_water:
+            await self.link.drained(low_water)
 
     # --- input ------------------------------------------------------------------------
     def lines_received(self, lines: list[bytes | LineTooLong]) -> None:

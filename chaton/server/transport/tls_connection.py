@@ -68,6 +68,7 @@ class TlsConnection(asyncio.Protocol):
         "_backlog",
         "_closed",
         "_dirty",
+        "_drain",
         "_framer",
         "_handshake_timer",
         "_out",
@@ -94,6 +95,7 @@ class TlsConnection(asyncio.Protocol):
         self.sent_lines = 0  # lines queued so far (the session charges big replies by it)
         self._backlog = 0  # transport's unsent bytes at the last flush (refreshed when near)
         self._dirty = False
+        self._drain: tuple[int, asyncio.Future[None]] | None = None
 
     @property
     def description(self) -> str:
@@ -160,6 +162,7 @@ class TlsConnection(asyncio.Protocol):
         self._cancel_handshake_timer()
         self._closed = True
         self._out.clear()
+        self._check_drain()
         if self.session is not None:
             self.session.link_lost(exc)
 
@@ -225,11 +228,40 @@ class TlsConnection(asyncio.Protocol):
         backlog = self._backlog = transport.get_write_buffer_size()
         if backlog and backlog > self.server.settings.sendq_bytes:
             self._sendq_exceeded()
+        if self._drain is not None:
+            self._check_drain()
 
     def queued_bytes(self) -> int:
         """Bytes waiting to reach this client (our queue plus the transport's)."""
         buffered = self.transport.get_write_buffer_size() if self.transport else 0
         return self._out_bytes + buffered
+
+    async def drained(self, below: int) -> None:
+        """Return once fewer than ``below`` bytes wait for this client (or it is gone).
+
+        Long replies (LIST) are produced this way, as the client reads them, so they
+        never outgrow the send queue (the SAFELIST contract).
+        """
+        if self._closed or self.queued_bytes() < below:
+            return
+        if self._drain is not None:
+            raise RuntimeError("one drain waiter at a time")
+        future = asyncio.get_running_loop().create_future()
+        self._drain = (below, future)
+        try:
+            await future
+        finally:
+            self._drain = None
+
+    def _check_drain(self) -> None:
+        drain = self._drain
+        if drain is not None and not drain[1].done() and (
+            self._closed or self.queued_bytes() < drain[0]
+        ):
+            drain[1].set_result(None)
+
+    def resume_writing(self) -> None:
+        self._check_drain()
 
     def _write_raw(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
@@ -243,6 +275,7 @@ class TlsConnection(asyncio.Protocol):
         self._closed = True
         self._out.clear()
         self._out_bytes = 0
+        self._check_drain()
         if self.session is not None:
             self.session.link_dropped("SendQ exceeded")
         asyncio.get_running_loop().call_soon(self._abort_now)
