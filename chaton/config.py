@@ -64,6 +64,10 @@ class Settings:
         default=20, metadata=_doc("new rooms per window and address group; 0 = no limit")
     )
     rooms_created_window: float = field(default=60.0, metadata=_doc("that window, in seconds"))
+    log_lines_per_ip: int = field(
+        default=50, metadata=_doc("log lines one address group may cause per window; 0 = no limit")
+    )
+    log_window: float = field(default=60.0, metadata=_doc("that window, in seconds"))
     max_list_replies: int = field(
         default=200, metadata=_doc("entries one UBAN LIST shows (the newest)")
     )
@@ -228,7 +232,7 @@ def _build(values: dict[str, Any], *, source: str) -> Settings:
 #: Limits where 0 switches the limit off (for benchmarks and trusted networks).
 _ZERO_MEANS_UNLIMITED = (
     "max_clients_per_ip", "max_unregistered_per_ip", "connect_rate_per_ip",
-    "rooms_created_per_ip",
+    "rooms_created_per_ip", "log_lines_per_ip",
     "login_failures_per_ip",
     "login_failures_per_account", "hash_queue_per_ip", "login_known_address_ttl",
 )
@@ -241,7 +245,7 @@ def _validate(s: Settings, source: str) -> None:
         "registration_timeout", "first_line_timeout", "ping_interval", "ping_timeout",
         "close_grace", "sendq_bytes", "flood_burst", "flood_max_backlog", "flood_reply_lines",
         "max_clients",
-        "max_unregistered", "connect_rate_window", "rooms_created_window",
+        "max_unregistered", "connect_rate_window", "rooms_created_window", "log_window",
         "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "hash_workers",
         "hash_queue_limit", "login_failure_window", "db_poll_interval",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,3 +86,24 @@ def test_shown_text_is_one_printable_line(text: str) -> None:
     out = shown(text)
     assert out.isprintable()
     assert "\n" not in out and "\r" not in out and "\x1b" not in out
+
+
+def test_one_address_cannot_grow_the_log_without_end(tmp_path: Path) -> None:
+    """40 plain-text connections from one address: a handful of lines, then one summary."""
+    server = ServeProcess(tmp_path, extra="log_lines_per_ip = 5\nlog_window = 1.0\n").start()
+    try:
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+                s.sendall(b"NICK plain\r\n")
+                while s.recv(4096):  # the server's one-line answer, then its close
+                    pass
+        deadline = time.monotonic() + 10
+        while not any("more like this from 127.0.0.1" in line for line in server.log):
+            assert time.monotonic() < deadline, server.log[-5:]
+            time.sleep(0.05)
+        plain = [line for line in server.log if "not-tls" in line or "disconnect" in line]
+        assert len(plain) <= 5, plain
+        summary = next(line for line in server.log if "more like this" in line)
+        assert int(summary.split("... ")[1].split()[0]) >= 40 - 5
+    finally:
+        server.kill9()

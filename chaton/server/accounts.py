@@ -141,7 +141,8 @@ class AccountService:
         logged_name = account.name if account is not None else "(no such account)"
         attempt = self.limits.begin(conn.group, name, time.monotonic())
         if attempt is None:
-            log.info("login-throttled ip=%s account=%s", conn.ip, logged_name)
+            self.server.client_log(conn.group, logging.INFO, "login-throttled ip=%s account=%s",
+                                   conn.ip, logged_name)
             return LoginRefusal.THROTTLED
         stored = account.password_hash if account is not None else None
         try:
@@ -152,10 +153,12 @@ class AccountService:
             # Not the client's fault: give the attempt back, say so distinctly.
             self.limits.by_group.refund(attempt.group, attempt.at)
             self.limits.by_account.refund(attempt.account, attempt.at)
-            log.warning("login-busy ip=%s: %s", conn.ip, exc)
+            self.server.client_log(conn.group, logging.WARNING, "login-busy ip=%s: %s",
+                                   conn.ip, exc)
             return LoginRefusal.BUSY
         if not ok or account is None:
-            log.info("login-failed ip=%s account=%s", conn.ip, logged_name)
+            self.server.client_log(conn.group, logging.INFO, "login-failed ip=%s account=%s",
+                                   conn.ip, logged_name)
             return LoginRefusal.WRONG
         self.limits.succeeded(attempt, time.monotonic())
         if rehash:
@@ -335,8 +338,9 @@ async def _oper(svc: AccountService, conn: Session, name: str, password: str) ->
     if not svc.authority.may_be_admin(account):
         # Right password, but no admin powers: the same reply as a wrong one, and counted.
         svc.limits.penalize(conn.group, time.monotonic())
-        log.info("oper-refused ip=%s account=%s role=%s banned=%s",
-                 conn.ip, account.name, account.role, banned)
+        svc.server.client_log(conn.group, logging.INFO,
+                              "oper-refused ip=%s account=%s role=%s banned=%s",
+                              conn.ip, account.name, account.role, banned)
         conn.numeric(num.ERR_PASSWDMISMATCH, "Password incorrect")
         return
     if not await svc.record_admin_action(conn, "OPER", "oper", conn.name, ""):

@@ -22,11 +22,10 @@ from chaton.server.throttle import SlidingWindowCounter
 
 if TYPE_CHECKING:
     from chaton.config import Settings
+    from chaton.server.client_log import ClientLog
     from chaton.server.session import Session
 
 __all__ = ["Admission"]
-
-log = logging.getLogger("chaton")
 
 EVICTED = "Server busy: too many connections still registering, and this one waited longest"
 
@@ -34,8 +33,9 @@ EVICTED = "Server busy: too many connections still registering, and this one wai
 class Admission:
     """Connection counts and the admission decision of one server."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client_log: ClientLog) -> None:
         self.settings = settings
+        self.client_log = client_log
         self.open = 0
         self.per_group: Counter[str] = Counter()
         self.unregistered: dict[Session, None] = {}
@@ -77,7 +77,8 @@ class Admission:
         """Close the oldest unregistered session other than ``keep``; False if none."""
         for oldest in self.unregistered:
             if oldest is not keep:
-                log.info("evicted ip=%s: %s", oldest.ip, EVICTED)
+                self.client_log(oldest.group, logging.INFO, "evicted ip=%s: %s", oldest.ip,
+                                EVICTED)
                 oldest.quit(EVICTED)  # calls closing(), which forgets it
                 return True
         return False

@@ -25,6 +25,7 @@ from chaton.config import Settings
 from chaton.protocol.message import LineBuffer, Message, encode_line
 from chaton.server import commands
 from chaton.server.admission import Admission
+from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
 from chaton.server.lines import Outgoing
 from chaton.server.registration_state import Phase
@@ -50,7 +51,8 @@ class ChatServer:
         self.ssl_context = ssl_context or tls.server_context(settings.cert_file, settings.key_file)
         self.state = ServerState()
         self.sessions: set[Session] = set()
-        self.admission = Admission(settings)
+        self.client_log = ClientLog(settings)
+        self.admission = Admission(settings, self.client_log)
         self.room_creations = SlidingWindowCounter(
             settings.rooms_created_per_ip, settings.rooms_created_window
         )
@@ -126,10 +128,12 @@ class ChatServer:
 
     def on_link_ready(self, conn: Session) -> None:
         if conn.refusal:
-            log.info("refused ip=%s reason=%s", conn.ip, conn.refusal)
+            self.client_log(conn.group, logging.INFO, "refused ip=%s reason=%s", conn.ip,
+                            conn.refusal)
             conn.quit(conn.refusal)
             return
-        log.info("connect ip=%s %s", conn.ip, conn.link.description)
+        self.client_log(conn.group, logging.INFO, "connect ip=%s %s", conn.ip,
+                        conn.link.description)
 
     def on_closing(self, conn: Session) -> None:
         """Take ``conn`` out of the shared state and the counts and tell its peers, once."""
@@ -147,7 +151,8 @@ class ChatServer:
         self.admins.discard(conn)
         self.sessions.discard(conn)
         if conn.linked:
-            log.info("disconnect ip=%s nick=%s reason=%s", conn.ip, conn.nick, conn.close_reason)
+            self.client_log(conn.group, logging.INFO, "disconnect ip=%s nick=%s reason=%s",
+                            conn.ip, conn.nick, conn.close_reason)
 
     # --- commands -------------------------------------------------------------------------
     def dispatch(self, conn: Session, msg: Message) -> Awaitable[None] | None:
@@ -222,6 +227,7 @@ class ChatServer:
                 conn.send_msg("PING", self.name)
         if self.authority is not None:
             self.authority.tick(now)
+        self.client_log.fold_expired(now)
 
     # --- ISUPPORT -------------------------------------------------------------------------
     def _isupport(self) -> list[str]:

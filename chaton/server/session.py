@@ -287,7 +287,7 @@ class Session(Registration):
         self._process_inbox()
 
     def _crashed(self, command: str, exc: BaseException | None = None) -> None:
-        log.error(
+        log.error(  # not budgeted: a bug must always be seen
             "handler-error nick=%s ip=%s command=%s", self.nick, self.ip, command,
             exc_info=exc if exc is not None else True,
         )

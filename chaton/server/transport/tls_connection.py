@@ -136,7 +136,8 @@ class TlsConnection(asyncio.Protocol):
         except ssl.SSLError as exc:
             self._write_raw(tls.outgoing())
             reason = exc.reason or exc.__class__.__name__
-            log.info("tls-failed ip=%s reason=%s", session.ip, reason)
+            self.server.client_log(session.group, logging.INFO, "tls-failed ip=%s reason=%s",
+                                   session.ip, reason)
             session.abort(f"TLS error: {reason}", deliver=True)
             return
         if not self.tls_ready:
@@ -174,11 +175,13 @@ class TlsConnection(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         self._handshake_timer = None
         if not self.tls_ready and self.session is not None:
-            log.info("tls-timeout ip=%s", self.session.ip)
+            self.server.client_log(self.session.group, logging.INFO, "tls-timeout ip=%s",
+                                   self.session.ip)
             self.session.abort("TLS handshake timeout")
 
     def _refuse_plaintext(self, session: Session) -> None:
-        log.info(
+        self.server.client_log(
+            session.group, logging.INFO,
             "not-tls ip=%s hint=the client sent plain text to the TLS port; "
             "enable TLS in the client",
             session.ip,
