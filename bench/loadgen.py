@@ -40,6 +40,7 @@ __all__ = [
     "close_all",
     "connect_many",
     "listen_drops",
+    "open_client",
     "percentile",
     "send_messages",
     "server_errors",
@@ -375,8 +376,14 @@ class ConnectResult:
         return len(self.clients) / self.elapsed if self.elapsed > 0 else 0.0
 
 
-async def open_client(target: Target, client: IrcClient, timeout: float) -> IrcClient:
-    """Connect ``client`` (TCP + verified TLS handshake) to the server."""
+async def open_client(
+    target: Target, client: IrcClient, timeout: float, source: str | None = None
+) -> IrcClient:
+    """Connect ``client`` (TCP + verified TLS handshake) to the server.
+
+    ``source`` binds the client's socket to that local address (any of 127.0.0.0/8 works on
+    loopback), so per-address limits see distinct hosts.
+    """
     loop = asyncio.get_running_loop()
     await asyncio.wait_for(
         loop.create_connection(
@@ -386,6 +393,7 @@ async def open_client(target: Target, client: IrcClient, timeout: float) -> IrcC
             ssl=target.ssl_context,
             server_hostname=target.server_hostname,
             ssl_handshake_timeout=timeout,
+            local_addr=(source, 0) if source else None,
         ),
         timeout,
     )
@@ -401,11 +409,13 @@ async def connect_many(
     concurrency: int,
     timeout: float,
     progress: Callable[[str], None] | None = None,
+    sources: Sequence[str] = (),
 ) -> ConnectResult:
     """Connect and set up one client per nick, at most ``concurrency`` at a time.
 
     ``setup`` registers (and maybe joins); any failure closes every client and raises
-    :class:`BenchError` with a summary of what went wrong.
+    :class:`BenchError` with a summary of what went wrong. With ``sources``, client ``i``
+    connects from local address ``sources[i % len(sources)]``.
     """
     sem = asyncio.Semaphore(max(1, concurrency))
     done: list[IrcClient] = []
@@ -414,13 +424,14 @@ async def connect_many(
     opened: list[IrcClient] = []
     next_report = time.monotonic() + 2.0
 
-    async def one(nick: str) -> None:
+    async def one(i: int, nick: str) -> None:
         async with sem:
             client = IrcClient(nick, recorder)
             opened.append(client)
             t0 = time.perf_counter()
+            source = sources[i % len(sources)] if sources else None
             try:
-                await open_client(target, client, timeout)
+                await open_client(target, client, timeout, source)
                 await setup(client)
             except (OSError, ssl.SSLError, TimeoutError, BenchError) as exc:
                 failures[_short(exc)] += 1
@@ -435,7 +446,7 @@ async def connect_many(
     drops0 = listen_drops()
     t0 = time.perf_counter()
     try:
-        await asyncio.gather(*(one(n) for n in nicks))
+        await asyncio.gather(*(one(i, n) for i, n in enumerate(nicks)))
     except BaseException:
         close_all(opened)
         raise

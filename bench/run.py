@@ -31,12 +31,14 @@ from bench.loadgen import BenchError, Target
 from bench.report import aggregate, markdown, write_json
 from bench.scenarios import SCENARIOS, Context
 from bench.servers import (
+    CHATON_BENCH_SETTINGS,
     ChatonServer,
     NgircdServer,
     Server,
     ServerError,
     chaton_unavailable,
     create_chaton_accounts,
+    create_chaton_accounts_cli,
     ngircd_install_hint,
     parse_setting,
     raise_nofile_limit,
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     # fmt: off
     add("--quick", action="store_true", help="smoke test: small N, one repeat")
     add("--scenarios", default="abcdef", metavar="KEYS",
-        help="which scenarios, e.g. 'ad' or 'a,d' (default: abcdef)")
+        help="which scenarios, e.g. 'ad' or 'a,d' (default: abcdef; (g), under attack, "
+        "runs only when asked for: --scenarios g)")
     add("--repeats", type=int, metavar="N", help="runs per scenario (default 3; 1 with --quick)")
     add("--servers", default="chaton,ngircd", metavar="LIST",
         help="comma-separated: chaton, ngircd (default: both)")
@@ -95,8 +98,44 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workdir", type=Path, metavar="DIR",
         help="keep configs, certificates and server logs here (default: a temporary "
         "directory, removed afterwards)")
+    g = p.add_argument_group("scenario (g), under attack (defaults: full size; --quick smaller)")
+    g.add_argument("--attack-duration", type=float, metavar="S",
+                   help="seconds the attacks run together (default 15)")
+    g.add_argument("--attack-addresses", type=int, metavar="N",
+                   help="attacker source addresses 127.0.0.2.. (default 8: up to 127.0.0.9)")
+    g.add_argument("--attack-names", type=int, metavar="N",
+                   help="NAMES/WHO spam connections (default 20)")
+    g.add_argument("--attack-list", type=int, metavar="N",
+                   help="LIST connections, each in 50 junk rooms with long topics (default 4)")
+    g.add_argument("--attack-pulse", type=int, metavar="N",
+                   help="spam lines each connection sends at once, every N/flood_rate s, all "
+                   "connections together (default 8; 1 = steady, out of step)")
+    g.add_argument("--attack-silent", type=int, metavar="N",
+                   help="silent connections held at most (default 500; capped by the fd limit)")
+    g.add_argument("--attack-logins", type=int, metavar="N",
+                   help="connections guessing SASL passwords (default 16)")
     # fmt: on
     return p
+
+
+#: Per scenario, which parameter each --attack-* option sets.
+KNOBS = {
+    "g": {"duration": "attack_duration", "attackers": "attack_addresses", "names": "attack_names",
+          "list": "attack_list", "pulse": "attack_pulse", "silent": "attack_silent",
+          "logins": "attack_logins"},
+}  # fmt: skip
+
+
+def scenario_params(key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The scenario's parameters (full or --quick) with any command-line knobs applied."""
+    params = dict(SCENARIOS[key].params(args.quick))
+    for param, option in KNOBS.get(key, {}).items():
+        value = getattr(args, option, None)
+        if value is not None:
+            if value < 0 or (param in ("duration", "attackers", "pulse") and value <= 0):
+                raise SystemExit(f"python -m bench: --{option.replace('_', '-')} must be > 0")
+            params[param] = value
+    return params
 
 
 def _scenario_keys(text: str) -> list[str]:
@@ -179,6 +218,11 @@ def _summary(m: dict[str, Any]) -> str:
         parts.append(f"setup {m['reg_per_s']:,.0f}/s")
     if "storm_p99_ratio" in m:
         parts.append(f"storm p99 {m['storm_p99_ms']:.2f} ms ({m['storm_p99_ratio']:.2f}x)")
+    if "during_p99_ratio" in m:
+        parts.append(f"attack p99 {m['during_p99_ms']:.2f} ms ({m['during_p99_ratio']:.2f}x)")
+    if "normal_dropped" in m:
+        parts.append(f"{m['normal_dropped']} normal users refused/dropped, logins "
+                     f"{m['logins_ok']}/{m['logins_attempted']} ok ≤ 5 s")  # fmt: skip
     if "plain_reg_per_s" in m:
         parts.append(f"plain reg {m['plain_reg_per_s']:,.0f}/s")
     if "gen_cpu_pct" in m:
@@ -188,11 +232,14 @@ def _summary(m: dict[str, Any]) -> str:
 
 async def _run_one(
     server: Server, key: str, args: argparse.Namespace, ctx_ssl: ssl.SSLContext,
-    label: str, accounts: list[str], password: str,
+    label: str, accounts: list[str], password: str, login_accounts: list[str],
 ) -> dict[str, Any]:  # fmt: skip
     scenario = SCENARIOS[key]
     record: dict[str, Any] = {"scenario": key, "server": server.name}
-    budget = 90.0 if args.quick else scenario.budget
+    params = scenario_params(key, args)
+    budget = (90.0 if args.quick else scenario.budget) + params.get("duration", 0)
+    if isinstance(server, ChatonServer):
+        server.base = dict(scenario.chaton_settings or CHATON_BENCH_SETTINGS)
 
     def progress(msg: str) -> None:
         log(f"{label}: {msg}")
@@ -211,8 +258,9 @@ async def _run_one(
                 progress=progress,
                 accounts=accounts,
                 password=password,
+                login_accounts=login_accounts,
             )
-            record["metrics"] = await scenario.run(ctx, scenario.params(args.quick))
+            record["metrics"] = await scenario.run(ctx, params)
         progress("done: " + _summary(record["metrics"]))
     except TimeoutError:
         record["error"] = f"scenario exceeded its {budget:g}s budget"
@@ -240,13 +288,13 @@ async def _main(args: argparse.Namespace) -> int:
         raise SystemExit(f"python -m bench: unknown server(s) {bad}; use chaton and/or ngircd")
     overrides = dict(parse_setting(s) for s in args.settings)
     nofile = raise_nofile_limit()
+    params = {k: scenario_params(k, args) for k in keys}
     most = max(
-        SCENARIOS[k].params(args.quick).get("clients", 0)
-        + SCENARIOS[k].params(args.quick).get("pairs", 0) * 2
-        + SCENARIOS[k].params(args.quick).get("plain_regs", 0)
-        + SCENARIOS[k].params(args.quick).get("logins", 0)
+        params[k].get("clients", 0) + params[k].get("pairs", 0) * 2
+        + params[k].get("plain_regs", 0) + params[k].get("logins", 0)
+        + params[k].get("silent", 0)  # (g): the attack process's, under the same limit
         for k in keys
-    )
+    )  # fmt: skip
     if nofile < most + 100:
         log(f"warning: open-file limit {nofile} is below the {most + 100} this run needs")
 
@@ -290,22 +338,45 @@ async def _main(args: argparse.Namespace) -> int:
             except ServerError as exc:
                 log(str(exc))
                 return 2
-        if chaton is not None and "f" in keys:
-            n = SCENARIOS["f"].params(args.quick)["logins"]
-            accounts = [f"storm{i}" for i in range(n)]
+        if chaton is not None and ("f" in keys or "g" in keys):
             password = secrets.token_urlsafe(18)
+        if chaton is not None and "f" in keys:
+            n = params["f"]["logins"]
+            accounts = [f"storm{i}" for i in range(n)]
             log(f"creating {n} SASL accounts in chaton's database (default argon2 settings)")
             create_chaton_accounts(chaton, accounts, password)
+        login_accounts: list[str] = []
+        if chaton is not None and "g" in keys:
+            wanted_names = [f"newbie{i}" for i in range(params["g"]["new_logins"])]
+            log(f"creating {len(wanted_names)} accounts for (g) with 'python -m chaton "
+                "account add --password-stdin'")  # fmt: skip
+            chaton.base = dict(SCENARIOS["g"].chaton_settings or CHATON_BENCH_SETTINGS)
+            not_made = create_chaton_accounts_cli(chaton, wanted_names, password)
+            for why in not_made:
+                log(f"could not create account {why}")
+            unusable = {why.split(":", 1)[0] for why in not_made}
+            login_accounts = [a for a in wanted_names if a not in unusable]
 
-        titles = {k: SCENARIOS[k].describe(args.quick) for k in keys}
+        titles = {k: SCENARIOS[k].describe(args.quick, params[k]) for k in keys}
+
+        def runs_on(key: str) -> list[Server]:
+            if not SCENARIOS[key].chaton_only:
+                return servers
+            return [s for s in servers if isinstance(s, ChatonServer)]
+
+        for key in keys:
+            skipped = [s.name for s in servers if s not in runs_on(key)]
+            if skipped:
+                notes.append(f"({key}) is chaton-only; not run on {', '.join(skipped)}.")
         runs: list[dict[str, Any]] = []
-        total, i = repeats * len(keys) * len(servers), 0
+        total, i = repeats * sum(len(runs_on(k)) for k in keys), 0
         for rep in range(1, repeats + 1):
             for key in keys:
-                for server in servers:
+                for server in runs_on(key):
                     i += 1
                     label = f"[{i}/{total}] ({key}) {server.name} #{rep}"
-                    record = await _run_one(server, key, args, ctx_ssl, label, accounts, password)
+                    record = await _run_one(server, key, args, ctx_ssl, label, accounts,
+                                            password, login_accounts)  # fmt: skip
                     runs.append({**record, "repeat": rep})
 
         names = [s.name for s in servers]
@@ -345,8 +416,7 @@ async def _main(args: argparse.Namespace) -> int:
             "machine": info,
             "servers": versions,
             "notes": notes,
-            "scenarios": {k: {"title": titles[k], "params": SCENARIOS[k].params(args.quick)}
-                          for k in keys},
+            "scenarios": {k: {"title": titles[k], "params": params[k]} for k in keys},
             "medians": medians,
             "runs": runs,
             "header": header,

@@ -1,4 +1,4 @@
-"""The benchmark scenarios (a)-(f): each sets up clients, drives one phase and returns metrics.
+"""The benchmark scenarios (a)-(g): each sets up clients, drives one phase and returns metrics.
 
 A scenario gets a freshly started server and returns a flat ``dict`` of numbers (see
 :data:`METRICS` in :mod:`bench.report` for names and units). It raises :class:`BenchError`
@@ -10,11 +10,13 @@ reported as ``lost`` so the table shows it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.attack import AttackConfig, AttackProcess
 from bench.loadgen import (
     BenchError,
     ConnectResult,
@@ -23,12 +25,13 @@ from bench.loadgen import (
     Target,
     close_all,
     connect_many,
+    open_client,
     percentile,
     send_messages,
     server_errors,
     sync,
 )
-from bench.servers import ProcSample, Server
+from bench.servers import CHATON_ATTACK_SETTINGS, REPO, ChatonServer, ProcSample, Server
 
 __all__ = ["SCENARIOS", "Context", "Scenario"]
 
@@ -51,6 +54,7 @@ class Context:
     progress: Callable[[str], None]
     accounts: list[str] = field(default_factory=list)  # SASL accounts (nick = account name)
     password: str = ""
+    login_accounts: list[str] = field(default_factory=list)  # (g): made with the chaton CLI
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,15 @@ class Scenario:
     full: dict[str, Any]
     quick: dict[str, Any]
     budget: float  # seconds for the whole scenario at full size
+    chaton_only: bool = False  # other servers are skipped (it needs chaton's accounts)
+    #: chaton settings the run starts from instead of CHATON_BENCH_SETTINGS (None: those)
+    chaton_settings: dict[str, Any] | None = None
 
     def params(self, quick: bool) -> dict[str, Any]:
         return self.quick if quick else self.full
 
-    def describe(self, quick: bool) -> str:
-        return self.title.format(**self.params(quick))
+    def describe(self, quick: bool, params: dict[str, Any] | None = None) -> str:
+        return self.title.format(**(params if params is not None else self.params(quick)))
 
 
 @dataclass(frozen=True)
@@ -140,8 +147,13 @@ async def _connect(
     join: bool,
     sasl_accounts: dict[str, str] | None = None,
     concurrency: int | None = None,
+    channel: str = CHANNEL,
+    sources: list[str] | None = None,
 ) -> ConnectResult:
-    """Connect ``nicks``; with ``sasl_accounts`` (nick -> account) log in with SASL PLAIN."""
+    """Connect ``nicks``; with ``sasl_accounts`` (nick -> account) log in with SASL PLAIN.
+
+    With ``sources``, client ``i`` connects from local address ``sources[i % len]``.
+    """
 
     async def setup(client: IrcClient) -> None:
         if sasl_accounts:
@@ -150,10 +162,10 @@ async def _connect(
         else:
             await client.register(ctx.step_timeout)
         if join:
-            await client.join(CHANNEL, ctx.step_timeout)
+            await client.join(channel, ctx.step_timeout)
 
     what = "SASL logins" if sasl_accounts else "clients"
-    ctx.progress(f"connecting {len(nicks)} {what}" + (f" to {CHANNEL}" if join else ""))
+    ctx.progress(f"connecting {len(nicks)} {what}" + (f" to {channel}" if join else ""))
     return await connect_many(
         ctx.target,
         nicks,
@@ -162,6 +174,7 @@ async def _connect(
         concurrency=concurrency or ctx.concurrency,
         timeout=ctx.step_timeout,
         progress=ctx.progress,
+        sources=sources or (),
     )
 
 
@@ -407,6 +420,231 @@ async def storm(ctx: Context, p: dict[str, Any]) -> Metrics:
         close_all(clients + extra)
 
 
+# --- (g): under attack ---------------------------------------------------------------------
+
+ATTACK_ROOM = "#general"  # chaton's default room, the one everyone is in and attackers query
+LOGIN_DEADLINE_S = 5.0  # a normal SASL login during the attack must be done within this
+LOGIN_WAIT_S = 15.0  # how long one is waited for at most (a slower one counts as failed)
+LOGIN_SPREAD = 2 / 3  # logins start over the first 2/3 of the attack, so each ends within it
+FALLBACK_FLOOD_RATE = 4.0  # attackers' lines/s when the server's flood control is off
+CHAT_SHARE_OF_FLOOD = 0.75  # a normal sender stays this far under the flood rate
+
+
+def loopback(net: int, i: int) -> str:
+    """The ``i``-th host address of ``127.<net>.0.0/16``: distinct hosts for per-IP limits."""
+    return f"127.{net}.{i // 250}.{i % 250 + 1}"
+
+
+async def _talk(
+    client: IrcClient, sender_id: int, rate: float, stop: asyncio.Event, rec: Recorder,
+    fanout: int,
+) -> None:  # fmt: skip
+    """Bench messages at ``rate``/s until ``stop``. A late send is not made up with a burst
+    (a real client would not, and a burst could trip flood control); no PING windows at
+    this rate. ``rec.issued`` counts the deliveries expected, even if the sender drops."""
+    seq = 0
+    next_at = time.perf_counter()
+    while not stop.is_set() and not client.closed:
+        client.send("PRIVMSG", ATTACK_ROOM, f"b {sender_id} {seq} {time.perf_counter_ns()}")
+        rec.issued += fanout
+        seq += 1
+        next_at = max(next_at + 1.0 / rate, time.perf_counter())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), next_at - time.perf_counter())
+
+
+async def _newcomer(
+    ctx: Context, account: str, source: str, delay: float
+) -> tuple[str, float, IrcClient]:
+    """A normal user arriving during the attack: connect from its own address, SASL PLAIN
+    with the right password, wait for 001. Returns (outcome, seconds, client)."""
+    await asyncio.sleep(delay)
+    client = IrcClient(account, None)
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout(LOGIN_WAIT_S):
+            await open_client(ctx.target, client, LOGIN_WAIT_S, source)
+            await client.register_sasl(account, ctx.password, LOGIN_WAIT_S)
+        outcome = "ok"
+    except TimeoutError:
+        outcome = f"no welcome within {LOGIN_WAIT_S:g}s"
+    except (OSError, BenchError) as exc:
+        text = (str(exc) or type(exc).__name__).split(": ", 1)[-1][:80]
+        gone = isinstance(exc, OSError) or client.closed or client.error is not None
+        outcome = ("refused: " if gone else "failed: ") + text
+    except BaseException:  # cancelled: the scenario is being torn down
+        client.close()
+        raise
+    return outcome, time.perf_counter() - t0, client
+
+
+def _attack_metrics(result: dict[str, Any]) -> Metrics:
+    """The attack's own counters, flattened into table-sized numbers (all kept as JSON)."""
+    st: dict[str, dict[str, int]] = result.get("stats", {})
+
+    def total(key: str) -> int:
+        return sum(v.get(key, 0) for v in st.values())
+
+    login = st.get("login", {})
+    out: Metrics = {
+        "atk_spam_lines": st.get("names", {}).get("lines", 0) + st.get("list", {}).get("lines", 0),
+        "atk_rx_mb": total("bytes_in") / 2**20,
+        "atk_refused": total("refused"),
+        "atk_dropped": total("dropped"),
+        "atk_silent_opened": st.get("silent", {}).get("established", 0),
+        "atk_silent_peak": result.get("silent_peak", 0),
+        "atk_silent_mean": result.get("silent_mean", 0),
+        "atk_login_attempts": login.get("attempts", 0),
+        "atk_login_wrong": login.get("wrong password", 0),
+        "atk_login_throttled": login.get("throttled", 0),
+        "atk_login_busy": login.get("busy", 0),
+        "atk_login_accepted": login.get("ACCEPTED a wrong password", 0),
+        "attack": result,
+    }
+    if result.get("wall_s"):
+        out["atk_cpu_pct"] = 100 * result.get("cpu_s", 0) / result["wall_s"]
+    if result.get("bugs"):
+        out["attacker_error"] = f"attacker tasks raised: {result['bugs']}"
+    return out
+
+
+async def under_attack(ctx: Context, p: dict[str, Any]) -> Metrics:
+    """Light chat in #general while four attacks run together from other addresses.
+
+    ``clients`` users (``per_address`` per loopback address) sit in #general; ``senders`` of
+    them chat at ``rate`` msg/s each. After ``before_s`` seconds the attack process
+    (:mod:`bench.attack`) starts NAMES/WHO and LIST spam, silent connections and a login
+    storm for ``duration`` seconds, while ``new_logins`` users log in with SASL. Chat
+    latency during the attack is compared with before it. chaton runs with its shipped
+    limits (CHATON_ATTACK_SETTINGS), since what is measured is how well they protect users.
+    """
+    server = ctx.server
+    if not isinstance(server, ChatonServer):
+        raise BenchError("(g) needs chaton: SASL accounts and chaton's limits")
+    s = server.loaded_settings()
+    flood = s.flood_rate or FALLBACK_FLOOD_RATE
+    rate = min(p["rate"], CHAT_SHARE_OF_FLOOD * s.flood_rate) if s.flood_rate else p["rate"]
+    n = p["clients"]
+    per = max(1, p["per_address"])
+    accounts = ctx.login_accounts[: p["new_logins"]]
+    out: Metrics = {"clients": n, "chat_msgs_per_s": rate * p["senders"]}
+    out["atk_addresses"] = min(p["attackers"], 253)
+    if len(accounts) < p["new_logins"]:
+        out["logins_error"] = f"only {len(accounts)} of {p['new_logins']} accounts exist"
+    cfg = AttackConfig(
+        host=ctx.target.host, port=ctx.target.port, duration=p["duration"],
+        sources=[f"127.0.0.{2 + k}" for k in range(out["atk_addresses"])],
+        channel=ATTACK_ROOM, names_conns=p["names"], list_conns=p["list"],
+        junk_rooms=min(p["junk_rooms"], s.max_channels_per_user), silent_max=p["silent"],
+        silent_open_rate=p["silent_rate"], login_conns=p["logins"], line_rate=flood,
+        pulse=max(1, min(p["pulse"], s.flood_burst)),
+        prep_burst=max(1, s.flood_burst - 4), real_accounts=accounts,
+        channellen=s.channellen, topiclen=s.topiclen, max_line=s.max_line_bytes - 2,
+        step_timeout=min(ctx.step_timeout, 10.0),
+    )  # fmt: skip
+    ctx.progress(f"starting the attackers ({len(cfg.sources)} addresses, "
+                 f"{cfg.sources[0]}-{cfg.sources[-1]})")  # fmt: skip
+    out["atk_pulse"] = cfg.pulse
+    attack = await AttackProcess.start(cfg, env=server.env(), cwd=REPO)
+    rec = Recorder()
+    clients: list[IrcClient] = []
+    newcomers: list[IrcClient] = []
+    try:
+        nicks = [f"u{i}" for i in range(n)]
+        sources = [loopback(1, k) for k in range(-(-n // per))]
+        res = await _connect(ctx, nicks, rec, join=True, channel=ATTACK_ROOM, sources=sources)
+        clients = res.clients
+        await sync(clients, ctx.step_timeout)
+        ready = await attack.event("ready", cfg.prep_timeout + 30)
+        if ready is None:  # no attack to measure: the numbers would mean nothing
+            raise BenchError(f"the attackers never got ready: {attack.why}")
+        ctx.progress(f"attackers ready: {ready['prepared']}/{ready['spammers']} spam "
+                     f"connections set up in {ready['prep_s']:.1f}s")  # fmt: skip
+        if ready["prepared"] < ready["spammers"]:
+            out["attack_prep_error"] = (f"only {ready['prepared']} of {ready['spammers']} "
+                                        "spam connections got ready")  # fmt: skip
+        stop = asyncio.Event()
+        logins: list[asyncio.Task[tuple[str, float, IrcClient]]] = []
+        chat = [
+            asyncio.create_task(_talk(c, i, rate, stop, rec, n - 1))
+            for i, c in enumerate(clients[: p["senders"]])
+        ]
+        try:
+            ctx.progress(f"{len(chat)} senders x {rate:g} msg/s in {ATTACK_ROOM} "
+                         f"({n - 1} receivers); attack in {p['before_s']:g}s")  # fmt: skip
+            t_before = time.perf_counter_ns()
+            a0 = Snapshot.take(server)
+            await asyncio.sleep(p["before_s"])
+            a = Snapshot.take(server)
+            t_go = time.perf_counter_ns()
+            if not await attack.go():
+                out["attack_error"] = "the attack process is gone"
+            ctx.progress(f"attack for {p['duration']:g}s: {cfg.names_conns} NAMES/WHO, "
+                         f"{cfg.list_conns} LIST x {cfg.junk_rooms} junk rooms (pulses of "
+                         f"{cfg.pulse} lines), "
+                         f"{cfg.silent_max} silent, {cfg.login_conns} login guessers; "
+                         f"{len(accounts)} normal SASL logins")  # fmt: skip
+            spread = p["duration"] * LOGIN_SPREAD / max(1, len(accounts))
+            logins = [
+                asyncio.create_task(_newcomer(ctx, name, loopback(2, i), spread * (i + 0.5)))
+                for i, name in enumerate(accounts)
+            ]
+            await asyncio.sleep(p["duration"])
+            t_end = time.perf_counter_ns()
+            b = Snapshot.take(server)
+            login_results = await asyncio.gather(*logins)
+            result = await attack.event("result", 30.0)
+            if result is None:
+                out["attack_error"] = attack.why
+        finally:
+            stop.set()
+            for task in logins:
+                task.cancel()  # a no-op for finished ones; only an error gets here early
+            await asyncio.gather(*chat)
+        newcomers = [c for _, _, c in login_results]
+        expected = rec.issued
+        rec.expect(expected)
+        if not await rec.wait(timeout=30.0, stall=min(ctx.stall_timeout, 5.0)):
+            ctx.progress(f"deliveries stalled at {rec.count}/{expected}")
+
+        chatters_dropped = sum(c.closed for c in clients)
+        refused = sum(o.startswith("refused") for o, _, _ in login_results)
+        ok = [t for o, t, _ in login_results if o == "ok"]
+        newcomers_dropped = sum(c.closed for o, _, c in login_results if o == "ok")
+        in_time = sum(t <= LOGIN_DEADLINE_S for t in ok)
+        errors = server_errors(clients + newcomers)
+        for o, _, _ in login_results:
+            if o != "ok":
+                errors[f"newcomer {o}"] = errors.get(f"newcomer {o}", 0) + 1
+        out |= {
+            "messages": expected // max(1, n - 1),
+            **_deliveries(rec, expected),
+            **_latency(rec.latencies(t_before, t_go - 1), "before"),
+            **_latency(rec.latencies(t_go, t_end), "during"),
+            "normal_dropped": chatters_dropped + refused + newcomers_dropped,
+            "chatters_dropped": chatters_dropped,
+            "logins_attempted": len(login_results),
+            "logins_ok": in_time,
+            "logins_failed": len(login_results) - in_time,
+            "login_max_s": max((t for _, t, _ in login_results), default=0.0),
+            **_phase(a0, a, 0, "before_"),
+            **_phase(a, b, 0, "during_"),
+            "rss_before_mb": a.server.rss_bytes / 2**20,
+            "rss_after_mb": b.server.rss_bytes / 2**20,
+            "errors": errors,
+        }
+        if out.get("before_p99_ms") and "during_p99_ms" in out:
+            out["during_p99_ratio"] = out["during_p99_ms"] / out["before_p99_ms"]
+        if result is not None:
+            if result.get("error"):
+                out["attack_error"] = result["error"]
+            out |= _attack_metrics(result)
+        return out
+    finally:
+        close_all(clients + newcomers)
+        await attack.stop()
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in [
@@ -448,6 +686,18 @@ SCENARIOS: dict[str, Scenario] = {
             {"clients": 20, "rate": 50, "before_s": 1.5, "after_s": 0.5, "logins": 10,
              "plain_regs": 50},
             budget=300,
+        ),
+        Scenario(
+            "g", "under attack: {clients} users chat while {names} NAMES/WHO + {list} LIST "
+            "spammers, {silent} silent conns and {logins} login guessers hit for {duration}s",
+            under_attack,
+            {"clients": 200, "per_address": 10, "senders": 5, "rate": 3, "before_s": 5,
+             "duration": 15, "new_logins": 5, "attackers": 8, "names": 20, "list": 4,
+             "junk_rooms": 50, "pulse": 8, "silent": 500, "silent_rate": 100, "logins": 16},
+            {"clients": 20, "per_address": 5, "senders": 2, "rate": 3, "before_s": 2,
+             "duration": 4, "new_logins": 2, "attackers": 8, "names": 4, "list": 2,
+             "junk_rooms": 10, "pulse": 8, "silent": 40, "silent_rate": 50, "logins": 4},
+            budget=150, chaton_only=True, chaton_settings=CHATON_ATTACK_SETTINGS,
         ),
     ]
 }  # fmt: skip

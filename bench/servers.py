@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CHATON_ATTACK_SETTINGS",
     "CHATON_BENCH_SETTINGS",
     "ChatonServer",
     "NgircdServer",
@@ -32,6 +33,7 @@ __all__ = [
     "ServerError",
     "chaton_unavailable",
     "create_chaton_accounts",
+    "create_chaton_accounts_cli",
     "free_port",
     "ngircd_install_hint",
     "raise_nofile_limit",
@@ -57,6 +59,11 @@ CHATON_BENCH_SETTINGS: dict[str, Any] = {
     "registration_timeout": 120.0,
     "tls_handshake_timeout": 60.0,
 }
+
+#: chaton settings for scenario (g), "under attack": chaton's shipped defaults (flood control,
+#: per-address connection limits, login throttles all on), because (g) measures how well
+#: those defences keep normal users served; only the name is the benchmark's.
+CHATON_ATTACK_SETTINGS: dict[str, Any] = {"server_name": "chaton.bench"}
 
 #: RFC 7919 ffdhe2048 group, so GnuTLS-built ngircd does not generate DH parameters on each
 #: start (it never uses them with our ECDHE-only client anyway).
@@ -292,15 +299,24 @@ class ChatonServer(Server):
     name: str = "chaton"
     supports_sasl: bool = True
     data_dir: Path = Path("data")
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # --set overrides, applied last
     extra_args: list[str] = field(default_factory=list)  # e.g. ["--event-loop", "asyncio"]
+    #: what ``settings`` overrides; a scenario may swap it (CHATON_ATTACK_SETTINGS for (g))
+    base: dict[str, Any] = field(default_factory=lambda: dict(CHATON_BENCH_SETTINGS))
 
     @property
     def config_path(self) -> Path:
         return self.workdir / "bench.toml"
 
     def effective_settings(self) -> dict[str, Any]:
-        return {**CHATON_BENCH_SETTINGS, **self.settings}
+        return {**self.base, **self.settings}
+
+    def loaded_settings(self) -> Any:
+        """The :class:`chaton.config.Settings` the next start runs with (defaults filled in)."""
+        from chaton.config import load_settings
+
+        self.prepare()
+        return load_settings(self.config_path, data_dir=self.data_dir)
 
     def prepare(self) -> None:
         values = self.effective_settings()
@@ -377,6 +393,45 @@ def create_chaton_accounts(server: ChatonServer, names: list[str], password: str
         for name in names:
             with contextlib.suppress(AccountExists):
                 store.add_account(name, hashed)
+
+
+def create_chaton_accounts_cli(
+    server: ChatonServer, names: list[str], password: str, timeout: float = 60.0
+) -> list[str]:
+    """Create accounts the way an admin does: ``python -m chaton account add --password-stdin``.
+
+    One process (and one argon2 hash with the server's settings) per account. An account that
+    already exists (a kept ``--workdir``) gets ``password`` with ``account passwd``, since
+    each run draws a new one. Returns ``"name: why"`` for each account that is not usable.
+    """
+    server.prepare()
+
+    def cli(*args: str) -> str | None:
+        """Run one CLI command; None if it succeeded, else its last line of error."""
+        cmd = [
+            sys.executable, "-m", "chaton", "account", *args, "--password-stdin",
+            "--data-dir", str(server.data_dir), "--config", str(server.config_path),
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                cmd, input=(password + "\n").encode(), capture_output=True, cwd=REPO,
+                env=server.env(), timeout=timeout,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        err = result.stderr.decode(errors="replace").strip()
+        if result.returncode == 0:
+            return None
+        return err.splitlines()[-1] if err else f"exit status {result.returncode}"
+
+    failed = []
+    for name in names:
+        why = cli("add", name)
+        if why is not None and "already exists" in why:
+            why = cli("passwd", name)
+        if why is not None:
+            failed.append(f"{name}: {why}")
+    return failed
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
