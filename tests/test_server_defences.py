@@ -336,3 +336,15 @@ def test_room_creation_is_limited_per_address(start_server: StartServer) -> None
     other = server.client("other", bind="127.0.0.7")
     other.join("#b1")  # another address is not affected
     c.join("#b1")  # joining an existing room is not creating one
+
+
+def test_who_of_a_room_bigger_than_the_send_queue_is_paced(start_server: StartServer) -> None:
+    server = start_server(sendq_bytes=4096, max_clients_per_ip=0, connect_rate_per_ip=0,
+                          max_unregistered_per_ip=0)
+    for i in range(40):
+        server.client(f"member{i:02d}-with-a-longish-nick").join("#big")
+    asker = server.client("asker").join("#big")
+    asker.send("WHO #big")
+    asker.expect("315", timeout=20)
+    assert len([m for m in asker.log if m.command == "352"]) == 41
+    asker.sync()  # ~5 KiB of WHO through a 4 KiB send queue, and still connected

@@ -255,30 +255,36 @@ class Session(Registration):
             return
         self.last_active = time.monotonic()
         self.ping_sent_at = None
-        link = self.link
-        before = link.sent_lines
+        before = self.link.sent_lines
         try:
             pending = self.server.dispatch(self, msg)
         except Exception:
             self._crashed(msg.command)
             return
-        produced = link.sent_lines - before
-        if produced > s.flood_reply_lines and self._bucket is not None:
-            # Pay for what the command made the server produce (NAMES, WHO, LIST...), not
-            # one token per line sent: at most a burst's worth per command.
-            self._bucket.spend(min(produced / s.flood_reply_lines, s.flood_burst))
-        if pending is not None:
-            self.run_later(pending, msg.command)
+        if pending is None:
+            self._charge(before)
+        else:
+            self.run_later(pending, msg.command, before)
 
-    def run_later(self, pending: Awaitable[Any], command: str) -> None:
+    def _charge(self, before: int) -> None:
+        """Pay for what a command made the server produce for this client (NAMES, WHO,
+        LIST...), not one token per line sent: at most a burst's worth per command."""
+        s = self.server.settings
+        produced = self.link.sent_lines - before
+        if produced > s.flood_reply_lines and self._bucket is not None:
+            self._bucket.spend(min(produced / s.flood_reply_lines, s.flood_burst))
+
+    def run_later(self, pending: Awaitable[Any], command: str, before: int | None = None) -> None:
         """Run ``pending`` while holding back this client's further input (logins, admin
-        actions awaiting a commit), so its commands still run in the order sent."""
+        actions awaiting a commit, paced replies), so its commands still run in order."""
         self._busy = True
         task = asyncio.ensure_future(pending)
-        task.add_done_callback(lambda t: self._finished(t, command))
+        start = self.link.sent_lines if before is None else before
+        task.add_done_callback(lambda t: self._finished(t, command, start))
 
-    def _finished(self, task: asyncio.Future[Any], command: str) -> None:
+    def _finished(self, task: asyncio.Future[Any], command: str, before: int) -> None:
         self._busy = False
+        self._charge(before)
         if task.cancelled() or self.closing:
             return
         if task.exception() is not None:
