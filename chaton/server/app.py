@@ -207,7 +207,8 @@ class ChatServer:
                 log.exception("sweep-error")
 
     def sweep(self, now: float) -> None:
-        """Enforce handshake, registration and ping timeouts (one pass over clients)."""
+        """Enforce registration, first-line and ping timeouts (one pass over clients; the
+        TLS handshake timeout is the transport's own)."""
         s = self.settings
         for conn in list(self.sessions):
             if conn.closing:
