@@ -34,7 +34,7 @@ def test_two_clients_talk_in_general(server: RunningServer) -> None:
     joined = alice.expect("JOIN", "#general")
     assert joined.source is not None and joined.source.startswith("bob!")
     names = bob.expect("353")
-    assert set(names.params[-1].split()) == {"alice", "bob"}
+    assert set(names.params[-1].split()) == {"@alice", "bob"}  # the first in is operator
     bob.expect("366")
     alice.send("PRIVMSG #general :hello bob")
     got = bob.expect("PRIVMSG", "#general")
@@ -152,7 +152,7 @@ def test_errors_use_standard_numerics(server: RunningServer) -> None:
     c.send("USER again 0 * :again")
     c.expect("462")
     c.send("KICK #mine bob")
-    c.expect("481")
+    c.expect("441")  # c made #mine, so c is its operator; bob is not in it
 
 
 def test_non_ascii_nick_is_refused(server: RunningServer) -> None:
@@ -193,13 +193,13 @@ def test_join_part_names_topic_list(server: RunningServer) -> None:
     assert part.params[1] == "bye"
     carol.send("NAMES #team")
     names = carol.expect("353")
-    assert set(names.params[-1].split()) == {"alice", "carol"}
+    assert set(names.params[-1].split()) == {"@alice", "carol"}
 
 
 def test_mode_queries_standard_clients_send_on_join(server: RunningServer) -> None:
     alice = server.client("alice").join("#general")
     alice.send("MODE #general")
-    assert alice.expect("324", "alice", "#general").params[2] == "+n"
+    assert alice.expect("324", "alice", "#general").params[2] == "+nt"
     alice.expect("329", "alice", "#general")
     alice.send("MODE #general b")
     alice.expect("368", "alice", "#general")
@@ -207,11 +207,12 @@ def test_mode_queries_standard_clients_send_on_join(server: RunningServer) -> No
     alice.expect("221")
     alice.send("MODE alice +i")
     assert alice.expect("MODE", "alice").params[1] == "+i"
-    alice.send("MODE #general +m")
-    alice.expect("482")
+    bob = server.client("bob").join("#general")
+    bob.send("MODE #general +m")
+    bob.expect("482")  # not an operator
     alice.send("WHO #general")
     who = alice.expect("352", "alice", "#general")
-    assert who.params[5] == "alice"
+    assert who.params[5] == "alice" and who.params[6] == "H@"
     alice.expect("315")
     unexpected = [m for m in alice.sync() if m.command.startswith(("4", "5"))]
     assert not unexpected

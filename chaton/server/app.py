@@ -29,6 +29,7 @@ from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
 from chaton.server.lines import Outgoing
 from chaton.server.registration_state import Phase
+from chaton.server.room_modes import MAX_LIST, MAX_MODES
 from chaton.server.session import Session
 from chaton.server.state import ServerState
 from chaton.server.throttle import SlidingWindowCounter
@@ -236,8 +237,12 @@ class ChatServer:
         return [
             "CASEMAPPING=rfc1459",
             "CHANTYPES=#",
-            "CHANMODES=,,,n",
-            "PREFIX=(o)@",
+            "CHANMODES=beI,k,l,imnst",
+            "EXCEPTS",
+            "INVEX",
+            "EXTBAN=$,a",
+            f"MAXLIST=beI:{MAX_LIST}",
+            "PREFIX=(ov)@+",
             f"NETWORK={s.network_name}",
             f"NICKLEN={s.nicklen}",
             f"CHANNELLEN={s.channellen}",
@@ -249,7 +254,7 @@ class ChatServer:
             f"TARGMAX=PRIVMSG:{s.max_targets},NOTICE:{s.max_targets},NAMES:{s.max_targets},"
             f"KICK:{s.max_targets},JOIN:{s.max_channels_per_user},"
             f"PART:{s.max_channels_per_user},WHOIS:1",
-            "MODES=1",
+            f"MODES={MAX_MODES}",
             "SAFELIST",
             "ELIST=MU",
         ]

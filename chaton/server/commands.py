@@ -77,7 +77,8 @@ def table() -> dict[str, Command]:
         "VERSION": c(queries.version, "VERSION"),
         # admin powers
         "OPER": c(accounts.oper, "OPER <name> <password>", 2),
-        "KICK": c(rooms.kick, "KICK <room> <nick>[,<nick>] [:<reason>]", 2, admin=True),
+        "KICK": c(rooms.kick, "KICK <room> <nick>[,<nick>] [:<reason>]", 2),
+        "INVITE": c(rooms.invite, "INVITE <nick> <room>", 2),
         "KILL": c(admin.kill, "KILL <nick> :<reason>", 1, admin=True),
         "UBAN": c(admin.uban, "UBAN ADD|DEL|LIST|INFO [<target>] [DURATION <d>] [FORCE] "
                   "[<reason>]", 1, admin=True),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.server.lines import Outgoing
+from chaton.server.room_modes import OP, VOICE, banned
 from chaton.server.targets import split_targets
 
 if TYPE_CHECKING:
@@ -44,10 +45,20 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
             if room is None:
                 conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
                 continue
-            if conn not in room.members:
-                conn.numeric(
-                    num.ERR_CANNOTSENDTOCHAN, room.name, "Cannot send to channel (join it first)"
-                )
+            status = room.members.get(conn)
+            if status is None and ("n" in room.flags or "m" in room.flags):
+                if "s" in room.flags:
+                    conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
+                else:
+                    conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name,
+                                 "Cannot send to channel (join it first)")
+                continue
+            if "m" in room.flags and not (status or 0) & (OP | VOICE):
+                conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name,
+                             "Cannot send to channel (+m: voice needed)")
+                continue
+            if room.bans and not (status or 0) & (OP | VOICE) and banned(room, conn):
+                conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name, "Cannot send to channel (+b)")
                 continue
             Outgoing(conn.source, command, (room.name, text), tags).send_to(
                 room.members, skip=None if echo else conn

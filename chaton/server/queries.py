@@ -12,6 +12,8 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import is_channel
 from chaton.server.registration import send_lusers, send_motd
+from chaton.server.room_modes import prefix
+from chaton.server.rooms import visible_to
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
@@ -21,8 +23,11 @@ if TYPE_CHECKING:
 __all__ = ["away", "ison", "lusers", "motd", "userhost", "version", "who", "whois"]
 
 
-def _who_line(server: ChatServer, conn: Session, room: str, other: Session) -> None:
-    flags = ("G" if other.away is not None else "H") + ("*@" if other.is_admin else "")
+def _who_line(
+    server: ChatServer, conn: Session, room: str, other: Session, status: int = 0
+) -> None:
+    flags = ("G" if other.away is not None else "H") + ("*" if other.is_admin else "")
+    flags += prefix(status, multi="multi-prefix" in conn.caps)
     conn.numeric(
         num.RPL_WHOREPLY, room, other.user or "*", other.host, server.name, other.name, flags,
         f"0 {other.realname or other.name}",
@@ -34,13 +39,15 @@ def who(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | No
     mask = msg.param(0)
     if is_channel(mask):
         room = server.state.find_channel(mask)
+        if room is not None and not visible_to(room, conn):
+            room = None  # a secret room's members are its own business
         if room is not None and len(room.members) * WHO_LINE_GUESS >= (
             server.settings.sendq_bytes // 4
         ):
             return _who_room(server, conn, room, mask)  # too big for one go: paced
         if room is not None:
-            for member in room.members:
-                _who_line(server, conn, room.name, member)
+            for member, status in room.members.items():
+                _who_line(server, conn, room.name, member, status)
     elif mask:
         other = server.state.find_nick(mask)
         if other is not None:
@@ -56,11 +63,11 @@ WHO_LINE_GUESS = 200
 
 async def _who_room(server: ChatServer, conn: Session, room: Channel, mask: str) -> None:
     """A room's WHO, produced as the client reads it (a big room's can be long)."""
-    for member in list(room.members):
+    for member, status in list(room.members.items()):
         if conn.closing:
             return
         if not member.closing:
-            _who_line(server, conn, room.name, member)
+            _who_line(server, conn, room.name, member, status)
             await conn.paced()
     conn.numeric(num.RPL_ENDOFWHO, mask, "End of WHO list")
 
@@ -75,10 +82,12 @@ def whois(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
         return None
     name = other.name
     conn.numeric(num.RPL_WHOISUSER, name, other.user or "*", other.host, "*", other.realname)
-    if other.channels:
-        rooms = " ".join(
-            ("@" if other.is_admin else "") + room.name for room in other.channels.values()
-        )
+    multi = "multi-prefix" in conn.caps
+    rooms = " ".join(
+        prefix(room.members.get(other, 0), multi=multi) + room.name
+        for room in other.channels.values() if visible_to(room, conn)
+    )
+    if rooms:
         conn.numeric(num.RPL_WHOISCHANNELS, name, rooms)
     conn.numeric(num.RPL_WHOISSERVER, name, server.name, server.settings.network_name)
     if other.is_admin:

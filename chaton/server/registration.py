@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
-SUPPORTED_CAPS = ("server-time", "message-tags", "echo-message", "sasl")
+SUPPORTED_CAPS = ("server-time", "message-tags", "echo-message", "multi-prefix", "sasl")
 _TAG_MODE_BITS = {"server-time": 1, "message-tags": 2}
 _USERNAME = re.compile(r"[^A-Za-z0-9._-]")
 USERLEN = 16
@@ -254,7 +254,9 @@ def _welcome_templates(server: ChatServer) -> tuple[Template, Template]:
         return out
 
     myinfo = server.encode(
-        num.RPL_MYINFO, [NICK_SLOT, server.name, f"chaton-{__version__}", "io", "n"], server.name
+        num.RPL_MYINFO,
+        [NICK_SLOT, server.name, f"chaton-{__version__}", "io", "Ibeiklmnostv", "Ibeklov"],
+        server.name,
     )
     before, _, after = myinfo.partition(NICK_SLOT.encode())
     result = ([*encode(head), (before, after), *encode(isupport)], encode(motd))

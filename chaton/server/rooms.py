@@ -1,15 +1,16 @@
-"""Rooms: JOIN, PART, NAMES, TOPIC, LIST, KICK and MODE (rooms and users).
+"""Rooms: JOIN, PART, NAMES, TOPIC, LIST, INVITE, KICK and MODE (rooms and users).
 
-chaton rooms have no channel operators: anyone may join any room and set its topic;
-only server admins (shown with ``@``) may KICK. The only room mode is ``+n`` (no messages
-from outside), and it is always on; mode changes are refused with 482 for users and 472
-for admins, while the queries standard clients send on join (``MODE #room``,
-``MODE #room b``) get their normal answers.
+The first to join a new room is its operator (``@``); operators give ``+o``/``+v`` and set
+the room's modes (``room_modes``). Server admins may act in any room; what they do there
+as admins (KICK) is audited. Checks run in the standard order: no such room (403), not on
+the room (442), not an operator (482), target not on the room (441).
+
+Privacy: a ``+s`` room is invisible to non-members in LIST, NAMES, WHO and WHOIS.
 """
 
 from __future__ import annotations
 
-import re
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -17,7 +18,20 @@ from typing import TYPE_CHECKING
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import BadRoomName, casefold, is_channel, room_key, room_name
+from chaton.protocol.wildcards import wildcard_match
 from chaton.server.lines import Outgoing
+from chaton.server.room_modes import (
+    LISTS,
+    MAX_LIST,
+    OP,
+    apply,
+    banned,
+    format_changes,
+    listed,
+    mode_string,
+    parse_changes,
+    prefix,
+)
 from chaton.server.targets import split_targets
 
 if TYPE_CHECKING:
@@ -26,32 +40,43 @@ if TYPE_CHECKING:
     from chaton.server.state import Channel
 
 __all__ = [
-    "join", "kick", "kick_from", "list_", "mode", "names", "part", "prefixed", "send_names",
-    "topic",
+    "invite", "join", "kick", "kick_from", "list_", "mode", "names", "part", "send_names",
+    "topic", "visible_to",
 ]
 
-ROOM_MODES = "+n"
+#: How long an INVITE lets its nickname into a +i room.
+INVITE_TTL = 3600.0
 
 
-def prefixed(conn: Session) -> str:
-    return "@" + conn.name if conn.is_admin else conn.name
+def visible_to(room: Channel, conn: Session) -> bool:
+    """May ``conn`` see that ``room`` exists (its name, members, topic)?"""
+    return "s" not in room.flags or conn in room.members
+
+
+def is_operator(room: Channel, conn: Session) -> bool:
+    return bool(room.members.get(conn, 0) & OP)
 
 
 def send_names(server: ChatServer, conn: Session, room: Channel) -> None:
     """353 lines, split so each fits in one IRC line, then 366 (sizes in bytes: a room
     name may be non-ASCII, and lines are cut at 512 bytes)."""
-    head = len(f":{server.name} 353 {conn.name} = {room.name} :".encode()) + 2
+    if not visible_to(room, conn):
+        conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+        return
+    symbol = "@" if "s" in room.flags else "="
+    head = len(f":{server.name} 353 {conn.name} {symbol} {room.name} :".encode()) + 2
+    multi = "multi-prefix" in conn.caps
     batch: list[str] = []
     size = head
-    for member in room.members:
-        name = prefixed(member)
+    for member, status in room.members.items():
+        name = prefix(status, multi=multi) + member.name
         if batch and size + len(name) + 1 > MAX_LINE_BYTES - 2:
-            conn.numeric(num.RPL_NAMREPLY, "=", room.name, " ".join(batch))
+            conn.numeric(num.RPL_NAMREPLY, symbol, room.name, " ".join(batch))
             batch, size = [], head
         batch.append(name)
         size += len(name) + 1
     if batch:
-        conn.numeric(num.RPL_NAMREPLY, "=", room.name, " ".join(batch))
+        conn.numeric(num.RPL_NAMREPLY, symbol, room.name, " ".join(batch))
     conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
 
 
@@ -75,13 +100,19 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
     if msg.params[0] == "0":
         _part_all(server, conn)
         return None
-    for asked in split_targets(msg.params[0]):
+    keys = msg.param(1).split(",")
+    for index, asked in enumerate(split_targets(msg.params[0])):
         try:
             name = room_name(asked, s.channellen)
         except BadRoomName as why:
             conn.numeric(num.ERR_BADCHANMASK, asked, f"Bad room name: {why}")
             continue
         if room_key(name) in conn.channels:
+            continue
+        existing = server.state.find_channel(name)
+        if existing is not None and not _may_join(
+            server, conn, existing, keys[index] if index < len(keys) else ""
+        ):
             continue
         if len(conn.channels) >= s.max_channels_per_user:
             conn.numeric(num.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
@@ -99,6 +130,64 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         if room.topic:
             _send_topic(conn, room)
         send_names(server, conn, room)
+    return None
+
+
+def _may_join(server: ChatServer, conn: Session, room: Channel, key: str) -> bool:
+    """The +k, +l and +i checks (an invitation or admin powers pass +i and +l)."""
+    invited = _take_invitation(room, conn)
+    admin = conn.is_admin and server.authority is not None and server.authority.admin_powers(
+        conn
+    )
+    if room.key is not None and not hmac.compare_digest(key.encode(), room.key.encode()) and (
+        not admin
+    ):
+        conn.numeric(num.ERR_BADCHANNELKEY, room.name, "Cannot join channel (+k)")
+        return False
+    if room.limit is not None and len(room.members) >= room.limit and not (invited or admin):
+        conn.numeric(num.ERR_CHANNELISFULL, room.name, "Cannot join channel (+l)")
+        return False
+    if banned(room, conn) and not admin:
+        conn.numeric(num.ERR_BANNEDFROMCHAN, room.name, "Cannot join channel (+b)")
+        return False
+    if "i" in room.flags and not (invited or admin or listed(room.invexes, conn)):
+        conn.numeric(num.ERR_INVITEONLYCHAN, room.name, "Cannot join channel (+i)")
+        return False
+    return True
+
+
+def _take_invitation(room: Channel, conn: Session) -> bool:
+    expiry = room.invited.pop(casefold(conn.name), None)
+    return expiry is not None and expiry > time.monotonic()
+
+
+# INVITE <nickname> <channel>
+def invite(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    nick, name = msg.params[0], msg.params[1]
+    guest = server.state.find_nick(nick)
+    if guest is None:
+        conn.numeric(num.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return None
+    room = server.state.find_channel(name)
+    if room is None or not visible_to(room, conn):
+        conn.numeric(num.ERR_NOSUCHCHANNEL, name, "No such channel")
+        return None
+    if conn not in room.members:
+        conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+        return None
+    if "i" in room.flags and not is_operator(room, conn):
+        conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
+        return None
+    if guest in room.members:
+        conn.numeric(num.ERR_USERONCHANNEL, guest.name, room.name, "is already on channel")
+        return None
+    now = time.monotonic()
+    room.invited = {k: v for k, v in room.invited.items() if v > now}  # expired ones go
+    if len(room.invited) >= server.settings.max_targets * 25:
+        room.invited.pop(next(iter(room.invited)))  # bounded: the oldest goes
+    room.invited[casefold(guest.name)] = now + INVITE_TTL
+    conn.numeric(num.RPL_INVITING, guest.name, room.name)
+    guest.send_msg("INVITE", guest.name, room.name, source=conn.source)
     return None
 
 
@@ -141,7 +230,7 @@ def names(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
 def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     name = msg.params[0]
     room = server.state.find_channel(name)
-    if room is None:
+    if room is None or not visible_to(room, conn):
         conn.numeric(num.ERR_NOSUCHCHANNEL, name, "No such channel")
         return None
     if len(msg.params) < 2:
@@ -149,6 +238,9 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
         return None
     if conn not in room.members:
         conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+        return None
+    if "t" in room.flags and not is_operator(room, conn):
+        conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
         return None
     room.topic = msg.params[1][: server.settings.topiclen]
     room.topic_by = conn.source
@@ -174,10 +266,8 @@ def _list_filter(arg: str) -> Callable[[Channel], bool]:
             return lambda room: len(room.members) > bound
         return lambda room: len(room.members) < bound
     if "*" in arg or "?" in arg:
-        pattern = re.compile(
-            "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
-                    for ch in room_key(arg)) + r"\Z", re.DOTALL)
-        return lambda room: pattern.match(room_key(room.name)) is not None
+        mask = room_key(arg)
+        return lambda room: wildcard_match(mask, room_key(room.name))
     names = {room_key(n) for n in split_targets(arg)}
     return lambda room: room_key(room.name) in names
 
@@ -190,7 +280,7 @@ async def _list(
     for room in rooms:
         if conn.closing:
             return
-        if room.members and want(room):  # a room emptied meanwhile is gone
+        if room.members and visible_to(room, conn) and want(room):  # emptied: gone
             conn.numeric(num.RPL_LIST, room.name, str(len(room.members)), room.topic)
             await conn.paced()
     conn.numeric(num.RPL_LISTEND, "End of /LIST")
@@ -206,34 +296,62 @@ def mode(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
     return None
 
 
-_LIST_ENDS = {
-    "b": (num.RPL_ENDOFBANLIST, "End of channel ban list"),
-    "e": (num.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
-    "I": (num.RPL_ENDOFINVITELIST, "End of channel invite list"),
-}
+def _send_list(conn: Session, room: Channel, letter: str) -> None:
+    """367/368, 348/349 or 346/347: every entry with its setter and time."""
+    item, end, text = LISTS[letter]
+    for entry in room.list_for(letter).values():
+        conn.numeric(item, room.name, entry.mask, entry.set_by, str(int(entry.set_at)))
+    conn.numeric(end, room.name, text)
 
 
 def _room_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> None:
     room = server.state.find_channel(target)
-    if room is None:
+    if room is None or not visible_to(room, conn):
         conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
         return
     change = msg.param(1)
     if not change:
-        conn.numeric(num.RPL_CHANNELMODEIS, room.name, ROOM_MODES)
+        conn.numeric(num.RPL_CHANNELMODEIS, room.name,
+                     *mode_string(room, show_key=conn in room.members))
         conn.numeric(num.RPL_CREATIONTIME, room.name, str(int(room.created)))
         return
-    letters = change.lstrip("+")
-    if letters in _LIST_ENDS:  # a list query such as "MODE #room b"
-        code, text = _LIST_ENDS[letters]
-        conn.numeric(code, room.name, text)
+    changes, errors = parse_changes(change, list(msg.params[2:]))
+    for error in errors:
+        if error.kind == "list":  # "MODE #room b": the list itself
+            _send_list(conn, room, error.letter)
+        elif error.kind == "unknown":
+            conn.numeric(num.ERR_UNKNOWNMODE, error.letter, "is not a room mode chaton supports")
+        elif error.kind == "param":
+            conn.numeric(num.ERR_NEEDMOREPARAMS, "MODE", f"Mode {error.letter} needs a parameter")
+        else:
+            conn.numeric(num.ERR_INVALIDMODEPARAM, room.name, error.letter, "*",
+                         f"Invalid value for mode {error.letter}")
+    if not changes:
         return
-    if not conn.is_admin:
-        conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
-        return
-    for letter in change.lstrip("+-"):
-        if letter != "n":
-            conn.numeric(num.ERR_UNKNOWNMODE, letter, "is not a room mode chaton supports")
+    if not is_operator(room, conn):
+        authority = server.authority
+        if conn not in room.members and not conn.is_admin:
+            conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+            return
+        if authority is None or not authority.admin_powers(conn):
+            conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
+            return
+    members = {casefold(m.name): m for m in room.members}
+    applied, missing = apply(room, changes, members, by=conn.source, at=time.time())
+    for error in missing:
+        if error.kind == "full":
+            conn.numeric(num.ERR_BANLISTFULL, room.name, error.arg,
+                         f"Channel {error.letter} list is full ({MAX_LIST})")
+        else:
+            conn.numeric(num.ERR_USERNOTINCHANNEL, error.arg, room.name,
+                         "They aren't on that channel")
+    if applied:
+        Outgoing(conn.source, "MODE", [room.name, *format_changes(applied)]).send_to(
+            room.members
+        )
+        if conn not in room.members:
+            conn.send(Outgoing(conn.source, "MODE", [room.name, *format_changes(applied)])
+                      .line_for(conn))
 
 
 def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> None:
@@ -279,11 +397,20 @@ def kick_from(server: ChatServer, room: Channel, victim: Session, by: str, reaso
     server.state.part(victim, room)
 
 
-# KICK <channel> <user> [<comment>]   (admins only; audited before it happens)
+# KICK <channel> <user>{,<user>} [<comment>]   (room operators; admins anywhere, audited)
 def kick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     room = server.state.find_channel(msg.params[0])
-    if room is None:
+    if room is None or (not visible_to(room, conn) and not conn.is_admin):
         conn.numeric(num.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        return None
+    admin = conn.is_admin and server.authority is not None and server.authority.admin_powers(
+        conn
+    )
+    if conn not in room.members and not admin:
+        conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+        return None
+    if not is_operator(room, conn) and not admin:
+        conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
         return None
     reason = (msg.param(2) or conn.name)[: server.settings.kicklen]
     victims = []
@@ -297,7 +424,13 @@ def kick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
             conn.numeric(num.ERR_USERNOTINCHANNEL, nick, room.name, "They aren't on that channel")
         else:
             victims.append(victim)
-    return _kick(server, conn, room, victims, reason) if victims else None
+    if not victims:
+        return None
+    if not admin:  # a room operator in its own room: nothing to audit
+        for victim in victims:
+            kick_from(server, room, victim, conn.source, reason)
+        return None
+    return _kick(server, conn, room, victims, reason)
 
 
 async def _kick(

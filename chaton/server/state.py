@@ -7,6 +7,9 @@ Invariants (kept by the methods here; handlers never edit the dicts directly):
   room, so names that differ only by case, width or a look-alike letter find one room.
 - A client is in ``room.members`` exactly when the room is in ``client.channels``.
 - A room exists while it has members; the last one leaving deletes it.
+- ``room.members[client]`` is the client's status in the room (``room_modes.OP`` and
+  ``VOICE`` bits): the first to join a new room is its operator.
+- Room modes (``flags``, ``key``, ``limit``) change only through ``room_modes.apply``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chaton.protocol.names import casefold, room_key
+from chaton.server.room_modes import OP, ListEntry
 
 if TYPE_CHECKING:
     from chaton.server.session import Session
@@ -23,16 +27,31 @@ if TYPE_CHECKING:
 __all__ = ["Channel", "ServerState"]
 
 
+#: Modes of a new room: no outside messages, topic set by operators only.
+DEFAULT_FLAGS = frozenset("nt")
+
+
 @dataclass(eq=False, slots=True)
 class Channel:
-    """One room. ``members`` keeps join order (dict used as an ordered set)."""
+    """One room. ``members`` keeps join order and maps each member to its status bits."""
 
     name: str
     created: float = field(default_factory=time.time)
-    members: dict[Session, None] = field(default_factory=dict)
+    members: dict[Session, int] = field(default_factory=dict)
     topic: str = ""
     topic_by: str = ""
     topic_at: float = 0.0
+    flags: frozenset[str] = DEFAULT_FLAGS
+    key: str | None = None
+    limit: int | None = None
+    invited: dict[str, float] = field(default_factory=dict)  # casefolded nick -> expiry
+    bans: dict[str, ListEntry] = field(default_factory=dict)  # casefolded mask -> entry
+    excepts: dict[str, ListEntry] = field(default_factory=dict)
+    invexes: dict[str, ListEntry] = field(default_factory=dict)
+
+    def list_for(self, letter: str) -> dict[str, ListEntry]:
+        """The ``b``, ``e`` or ``I`` list."""
+        return self.bans if letter == "b" else self.excepts if letter == "e" else self.invexes
 
 
 class ServerState:
@@ -69,7 +88,7 @@ class ServerState:
         created = room is None
         if room is None:
             room = self.channels[key] = Channel(name)
-        room.members[conn] = None
+        room.members[conn] = OP if created else 0
         conn.channels[key] = room
         return room, created
 
