@@ -98,9 +98,13 @@ HELP: tuple[str, ...] = (
     "  /away [TEXT]            mark yourself away (no text: back)",
     "  /quote RAW              send a raw IRC line (also /raw)",
     "  /quit [REASON]          leave chaton",
+    "Room operator commands (in the current room):",
+    "  /op NICK...  /deop NICK...  /voice NICK...  /devoice NICK...",
+    "  /invite NICK [ROOM]     let NICK into an invite-only (+i) room",
+    "  /mode [ROOM] MODES [ARGS]   e.g. /mode +i, /mode +k secret, /mode +b *!*@user/eve",
+    "  /kick NICK [REASON]     remove a user from the current room",
     "Admin commands:",
     "  /oper NAME              become an operator (the password is asked for, hidden)",
-    "  /kick NICK [REASON]     remove a user from the current room",
     "  /kill NICK [REASON]     disconnect a user from the server",
     "  /ban NICK|IP|CIDR [DURATION] [REASON]   e.g. /ban 203.0.113.0/24 7d spam",
     "                          DURATION looks like 30m, 2h, 7d, 1w, 1h30m (none: permanent)",
@@ -331,6 +335,44 @@ def _cmd_quote(rest: str, ctx: Context) -> Action:
     return Action(send=(msg,))
 
 
+def _status(letter: str, adding: bool) -> Handler:
+    """``/op``, ``/deop``, ``/voice``, ``/devoice``: one MODE line per four nicknames."""
+
+    def handler(rest: str, ctx: Context) -> Action:
+        room = _need_room(ctx)
+        nicks = rest.split()
+        if not nicks:
+            raise _Usage(f"usage: /{'' if adding else 'de'}{'op' if letter == 'o' else 'voice'}"
+                         " NICK...")
+        sign = "+" if adding else "-"
+        lines = tuple(
+            Message("MODE", (room, sign + letter * len(chunk), *chunk))
+            for chunk in (nicks[i : i + 4] for i in range(0, len(nicks), 4))
+        )
+        return Action(send=lines)
+
+    return handler
+
+
+def _cmd_invite(rest: str, ctx: Context) -> Action:
+    words = rest.split()
+    if not 1 <= len(words) <= 2:
+        raise _Usage("usage: /invite NICK [ROOM]")
+    room = words[1] if len(words) == 2 else _need_room(ctx)
+    return _send(Message("INVITE", (words[0], room)))
+
+
+def _cmd_mode(rest: str, ctx: Context) -> Action:
+    words = rest.split()
+    if words and is_channel(words[0]):
+        room, words = words[0], words[1:]
+    else:
+        room = _need_room(ctx)
+    if words and words[0][:1] not in "+-" and not words[0].isalpha():
+        raise _Usage("usage: /mode [ROOM] +MODES [ARGS]  (e.g. /mode +i)")
+    return _send(Message("MODE", (room, *words)))
+
+
 def _cmd_kick(rest: str, ctx: Context) -> Action:
     room = _need_room(ctx)
     nick, reason = _words(rest, 2)
@@ -414,6 +456,12 @@ _COMMANDS: dict[str, Handler] = {
     "quote": _cmd_quote,
     "raw": _cmd_quote,
     "kick": _cmd_kick,
+    "op": _status("o", True),
+    "deop": _status("o", False),
+    "voice": _status("v", True),
+    "devoice": _status("v", False),
+    "invite": _cmd_invite,
+    "mode": _cmd_mode,
     "kill": _cmd_kill,
     "oper": _cmd_oper,
     "ban": _cmd_ban,
