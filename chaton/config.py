@@ -114,6 +114,9 @@ class Settings:
 
     # --- accounts --------------------------------------------------------------------------
     require_account: bool = field(default=False, metadata=_doc("refuse clients not logged in"))
+    room_creation: str = field(
+        default="anyone", metadata=_doc("who may create rooms: anyone, accounts or admins")
+    )
     argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations"))
     argon2_memory_kib: int = field(default=65536, metadata=_doc("argon2id memory (KiB)"))
     argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
@@ -239,6 +242,8 @@ _ZERO_MEANS_UNLIMITED = (
 
 
 def _validate(s: Settings, source: str) -> None:
+    if s.room_creation not in ("anyone", "accounts", "admins"):
+        raise ConfigError(f"{source}: room_creation must be anyone, accounts or admins")
     positive = [
         "max_line_bytes", "nicklen", "channellen", "topiclen", "awaylen", "kicklen",
         "max_channels_per_user", "max_targets", "max_list_replies", "tls_handshake_timeout",

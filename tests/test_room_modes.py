@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -147,7 +148,9 @@ def test_an_admin_acts_in_any_room_and_it_is_audited(server: RunningServer) -> N
     boss.send("KICK #r owner :override")
     owner.expect("KICK", "#r", "owner")
     with Store(server.settings.db_file) as store:
-        assert any(e.action == "kick" and e.actor == "boss" for e in store.audit_since())
+        actions = [(e.actor, e.action, e.target) for e in store.audit_since()]
+    assert ("boss", "mode", "#r +i") in actions  # the override is audited
+    assert any(action == "kick" and actor == "boss" for actor, action, _ in actions)
 
 
 def test_bad_mode_strings_get_errors_not_silence(server: RunningServer) -> None:
@@ -263,3 +266,19 @@ def test_an_account_ban_follows_the_account_not_the_nick(server: RunningServer) 
     m.expect("474")
     guest = server.client("mallory-guest")
     guest.join("#r")  # a guest is not that account
+
+
+def test_who_may_create_rooms_is_a_setting(start_server: StartServer, tmp_path: Path) -> None:
+    server = start_server(room_creation="accounts")
+    add_account(server.settings, "alice", PW)
+    guest = server.client("guest")
+    guest.send("JOIN #new")
+    guest.expect("477")
+    alice = logged_in(server, "alice", "alice", PW)
+    alice.join("#new")
+    guest.join("#new")  # joining an existing room is not creating one
+    admins_only = start_server(room_creation="admins", data_dir=tmp_path / "other")
+    add_account(admins_only.settings, "alice", PW)
+    user = logged_in(admins_only, "alice", "alice", PW)
+    user.send("JOIN #other")
+    user.expect("477")

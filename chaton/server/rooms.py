@@ -24,6 +24,7 @@ from chaton.server.room_modes import (
     LISTS,
     MAX_LIST,
     OP,
+    Change,
     apply,
     banned,
     format_changes,
@@ -110,6 +111,8 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         if room_key(name) in conn.channels:
             continue
         existing = server.state.find_channel(name)
+        if existing is None and not _may_create(server, conn, name):
+            continue
         if existing is not None and not _may_join(
             server, conn, existing, keys[index] if index < len(keys) else ""
         ):
@@ -131,6 +134,22 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
             _send_topic(conn, room)
         send_names(server, conn, room)
     return None
+
+
+def _may_create(server: ChatServer, conn: Session, name: str) -> bool:
+    """The ``room_creation`` setting: anyone, accounts (logged in) or admins."""
+    policy = server.settings.room_creation
+    if policy == "accounts" and conn.account is None:
+        conn.numeric(num.ERR_NEEDREGGEDNICK, name,
+                     "Only logged-in users may create rooms on this server")
+        return False
+    if policy == "admins" and not (
+        conn.is_admin and server.authority is not None and server.authority.admin_powers(conn)
+    ):
+        conn.numeric(num.ERR_NEEDREGGEDNICK, name,
+                     "Only admins may create rooms on this server")
+        return False
+    return True
 
 
 def _may_join(server: ChatServer, conn: Session, room: Channel, key: str) -> bool:
@@ -290,9 +309,8 @@ async def _list(
 def mode(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     target = msg.params[0]
     if is_channel(target):
-        _room_mode(server, conn, msg, target)
-    else:
-        _user_mode(server, conn, msg, target)
+        return _room_mode(server, conn, msg, target)
+    _user_mode(server, conn, msg, target)
     return None
 
 
@@ -304,17 +322,19 @@ def _send_list(conn: Session, room: Channel, letter: str) -> None:
     conn.numeric(end, room.name, text)
 
 
-def _room_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> None:
+def _room_mode(
+    server: ChatServer, conn: Session, msg: Message, target: str
+) -> Awaitable[None] | None:
     room = server.state.find_channel(target)
     if room is None or not visible_to(room, conn):
         conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
-        return
+        return None
     change = msg.param(1)
     if not change:
         conn.numeric(num.RPL_CHANNELMODEIS, room.name,
                      *mode_string(room, show_key=conn in room.members))
         conn.numeric(num.RPL_CREATIONTIME, room.name, str(int(room.created)))
-        return
+        return None
     changes, errors = parse_changes(change, list(msg.params[2:]))
     for error in errors:
         if error.kind == "list":  # "MODE #room b": the list itself
@@ -327,15 +347,34 @@ def _room_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> 
             conn.numeric(num.ERR_INVALIDMODEPARAM, room.name, error.letter, "*",
                          f"Invalid value for mode {error.letter}")
     if not changes:
-        return
+        return None
     if not is_operator(room, conn):
         authority = server.authority
         if conn not in room.members and not conn.is_admin:
             conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
-            return
+            return None
         if authority is None or not authority.admin_powers(conn):
             conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
-            return
+            return None
+        return _override(server, conn, room, changes)  # an admin in someone else's room
+    _apply_mode(conn, room, changes)
+    return None
+
+
+async def _override(server: ChatServer, conn: Session, room: Channel, changes: list[Change]
+                    ) -> None:
+    """An admin's MODE in a room it does not operate: audited first, then applied."""
+    accounts = server.accounts
+    what = " ".join(format_changes(changes))
+    if accounts is not None and not await accounts.record_admin_action(
+        conn, "MODE", "mode", f"{room.name} {what}", "override"
+    ):
+        return
+    if server.state.find_channel(room.name) is room:  # it may have emptied meanwhile
+        _apply_mode(conn, room, changes)
+
+
+def _apply_mode(conn: Session, room: Channel, changes: list[Change]) -> None:
     members = {casefold(m.name): m for m in room.members}
     applied, missing = apply(room, changes, members, by=conn.source, at=time.time())
     for error in missing:
