@@ -94,3 +94,17 @@ def test_address_groups() -> None:
     assert address_group("10.1.2.3") == "10.1.2.3"
     assert address_group("10.1.2.3", ipv4_prefix=24) == "10.1.2.0/24"
     assert address_group("2001:db8::1", ipv6_prefix=128) == "2001:db8::1"
+
+
+def test_a_refused_connection_that_never_starts_tls_goes_soon(
+    start_server: StartServer,
+) -> None:
+    """Refused (over its address's limit) and silent: closed after close_grace, not after
+    the whole TLS handshake timeout, so such connections cannot pile up."""
+    server = start_server(max_clients_per_ip=1, tls_handshake_timeout=30.0, close_grace=0.5)
+    server.client("first", bind="127.0.0.8")
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10,
+                                   source_address=("127.0.0.8", 0))
+    raw.settimeout(5)
+    assert raw.recv(1) == b""  # closed by the server within seconds, not 30 s
+    raw.close()

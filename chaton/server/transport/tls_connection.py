@@ -112,10 +112,16 @@ class TlsConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ip = sys.intern(peer_ip(transport))  # one string per address, not per client
         self.session = Session(self.server, self, ip)
-        self._handshake_timer = asyncio.get_running_loop().call_later(
-            self.server.settings.tls_handshake_timeout, self._handshake_timeout
-        )
         self.server.admit(self.session)
+        s = self.server.settings
+        # A refused connection only waits to be told why: it gets the shorter of the two
+        # deadlines, so refused connections cannot hold slots for a whole handshake timeout.
+        deadline = min(s.tls_handshake_timeout, s.close_grace) if self.session.refusal else (
+            s.tls_handshake_timeout
+        )
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            deadline, self._handshake_timeout
+        )
 
     def data_received(self, data: bytes) -> None:
         session = self.session
