@@ -57,6 +57,7 @@ __all__ = [
     "BanRecord",
     "Change",
     "Changes",
+    "RoomRecord",
     "Store",
     "StoreError",
 ]
@@ -109,6 +110,30 @@ class BanRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomRecord:
+    """A registered room as stored: what must survive a restart.
+
+    ``key`` is the room's lookup key (``chaton.protocol.names.room_key``), ``owner`` the
+    owning account's casefolded name. ``grants`` maps casefolded account names to standing
+    status bits (``room_modes.OP``/``VOICE``); ``lists`` maps ``b``/``e``/``I`` to their
+    entries as ``(mask, set_by, set_at)``.
+    """
+
+    key: str
+    name: str
+    owner: str
+    registered: float
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    flags: str = "nt"
+    secret_key: str | None = None
+    user_limit: int | None = None
+    grants: dict[str, int] = field(default_factory=dict)
+    lists: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One line of the audit log: who did what to whom, when, why and from where."""
 
@@ -126,8 +151,8 @@ _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"  # UNIX time (unixepoch() 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One committed change: ``kind`` is ``ban`` (``key`` = "KIND VALUE") or ``account``
-    (``key`` = the casefolded account name)."""
+    """One committed change: ``kind`` is ``ban`` (``key`` = "KIND VALUE"), ``account``
+    (``key`` = the casefolded account name) or ``room`` (``key`` = the room's key)."""
 
     seq: int
     kind: str
@@ -231,6 +256,51 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 4 -> 5: a password generation, bumped by a password *reset* (not by a rehash with new
     # argon2 parameters), so the server can end the sessions logged in with the old one.
     ("ALTER TABLE accounts ADD COLUMN password_gen INTEGER NOT NULL DEFAULT 0",),
+    # 5 -> 6: registered rooms, their standing grants and their b/e/I lists; every change to
+    # them is in the change feed (kind 'room', key the room's key) like bans and accounts.
+    (
+        """CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            registered REAL NOT NULL,
+            topic TEXT NOT NULL DEFAULT '',
+            topic_by TEXT NOT NULL DEFAULT '',
+            topic_at REAL NOT NULL DEFAULT 0,
+            flags TEXT NOT NULL DEFAULT 'nt',
+            secret_key TEXT,
+            user_limit INTEGER
+        )""",
+        """CREATE TABLE room_grants (
+            room TEXT NOT NULL REFERENCES rooms (key) ON DELETE CASCADE,
+            account TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            PRIMARY KEY (room, account)
+        )""",
+        """CREATE TABLE room_lists (
+            room TEXT NOT NULL REFERENCES rooms (key) ON DELETE CASCADE,
+            letter TEXT NOT NULL CHECK (letter IN ('b', 'e', 'I')),
+            mask TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_at REAL NOT NULL,
+            PRIMARY KEY (room, letter, mask)
+        )""",
+        *(
+            f"""CREATE TRIGGER {name} AFTER {event} ON {table}
+               BEGIN INSERT INTO changes (at, kind, key) VALUES ({_NOW_SQL}, 'room', {key});
+               END"""
+            for name, event, table, key in (
+                ("changes_room_insert", "INSERT", "rooms", "NEW.key"),
+                ("changes_room_update", "UPDATE", "rooms", "NEW.key"),
+                ("changes_room_delete", "DELETE", "rooms", "OLD.key"),
+                ("changes_grant_insert", "INSERT", "room_grants", "NEW.room"),
+                ("changes_grant_update", "UPDATE", "room_grants", "NEW.room"),
+                ("changes_grant_delete", "DELETE", "room_grants", "OLD.room"),
+                ("changes_list_insert", "INSERT", "room_lists", "NEW.room"),
+                ("changes_list_delete", "DELETE", "room_lists", "OLD.room"),
+            )
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -540,6 +610,120 @@ class Store:
         return self._update_account(
             "DELETE FROM accounts WHERE name_key = ?", (casefold(name),), audit
         )
+
+    # --- registered rooms ------------------------------------------------------------------
+
+    def register_room(self, record: RoomRecord, *, audit: AuditEntry | None = None) -> bool:
+        """Register ``record`` with its grants and lists; False if its key is taken."""
+        with self._write() as db:
+            inserted = db.execute(
+                "INSERT INTO rooms (key, name, owner, registered, topic, topic_by, topic_at,"
+                " flags, secret_key, user_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (record.key, record.name, record.owner, record.registered, record.topic,
+                 record.topic_by, record.topic_at, record.flags, record.secret_key,
+                 record.user_limit),
+            ).rowcount > 0
+            if inserted:
+                for account, status in record.grants.items():
+                    self._grant(db, record.key, account, status)
+                for letter, entries in record.lists.items():
+                    for mask, set_by, set_at in entries:
+                        self._list_entry(db, record.key, letter, mask, set_by, set_at, True)
+                self._audit_row(db, audit)
+        return inserted
+
+    def get_room(self, key: str) -> RoomRecord | None:
+        """The registered room with lookup key ``key``, grants and lists included."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT key, name, owner, registered, topic, topic_by, topic_at, flags,"
+                " secret_key, user_limit FROM rooms WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            grants = dict(db.execute(
+                "SELECT account, status FROM room_grants WHERE room = ? ORDER BY account", (key,)
+            ).fetchall())
+            lists: dict[str, list[tuple[str, str, float]]] = {}
+            for letter, mask, set_by, set_at in db.execute(
+                "SELECT letter, mask, set_by, set_at FROM room_lists WHERE room = ?"
+                " ORDER BY set_at, mask", (key,)
+            ):
+                lists.setdefault(letter, []).append((mask, set_by, set_at))
+        key_, name, owner, registered, topic, topic_by, topic_at, flags, secret, limit = row
+        return RoomRecord(key_, name, owner, registered, topic, topic_by, topic_at, flags,
+                          secret, limit, grants=grants, lists=lists)
+
+    def list_rooms(self) -> list[RoomRecord]:
+        """Every registered room, by name."""
+        keys = [k for (k,) in self._conn().execute("SELECT key FROM rooms ORDER BY name")]
+        return [room for room in map(self.get_room, keys) if room is not None]
+
+    def drop_room(self, key: str, *, audit: AuditEntry | None = None) -> bool:
+        """Unregister a room (its grants and lists go with it); False if it was not."""
+        with self._write() as db:
+            dropped = db.execute("DELETE FROM rooms WHERE key = ?", (key,)).rowcount > 0
+            if dropped:
+                self._audit_row(db, audit)
+        return dropped
+
+    def save_room_state(
+        self, key: str, *, topic: str, topic_by: str, topic_at: float, flags: str,
+        secret_key: str | None, user_limit: int | None,
+    ) -> bool:
+        """Store a registered room's topic and modes as they are now; False if unregistered."""
+        with self._write() as db:
+            return db.execute(
+                "UPDATE rooms SET topic = ?, topic_by = ?, topic_at = ?, flags = ?,"
+                " secret_key = ?, user_limit = ? WHERE key = ?",
+                (topic, topic_by, topic_at, flags, secret_key, user_limit, key),
+            ).rowcount > 0
+
+    def set_room_grant(self, key: str, account: str, status: int) -> bool:
+        """Give ``account`` standing status bits in a registered room (0 takes them away)."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM rooms WHERE key = ?", (key,)).fetchone() is None:
+                return False
+            self._grant(db, key, account, status)
+        return True
+
+    def set_room_list_entry(
+        self, key: str, letter: str, mask: str, set_by: str, set_at: float, *, present: bool
+    ) -> bool:
+        """Add (``present``) or remove one b/e/I entry of a registered room."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM rooms WHERE key = ?", (key,)).fetchone() is None:
+                return False
+            self._list_entry(db, key, letter, mask, set_by, set_at, present)
+        return True
+
+    @staticmethod
+    def _grant(db: sqlite3.Connection, key: str, account: str, status: int) -> None:
+        if status:
+            db.execute(
+                "INSERT INTO room_grants (room, account, status) VALUES (?, ?, ?)"
+                " ON CONFLICT (room, account) DO UPDATE SET status = excluded.status",
+                (key, casefold(account), status),
+            )
+        else:
+            db.execute("DELETE FROM room_grants WHERE room = ? AND account = ?",
+                       (key, casefold(account)))
+
+    @staticmethod
+    def _list_entry(
+        db: sqlite3.Connection, key: str, letter: str, mask: str, set_by: str, set_at: float,
+        present: bool,
+    ) -> None:
+        if present:
+            db.execute(
+                "INSERT INTO room_lists (room, letter, mask, set_by, set_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key, letter, mask, set_by, set_at),
+            )
+        else:
+            db.execute("DELETE FROM room_lists WHERE room = ? AND letter = ? AND mask = ?",
+                       (key, letter, mask))
 
     # --- bans ------------------------------------------------------------------------------
 

@@ -400,10 +400,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with open(filler, "wb") as fh, contextlib.suppress(OSError):
-        while True:
-            fh.write(b"\0" * 65536)
-            fh.flush()
+    # Unbuffered: a buffered file would raise ENOSPC again when closed, with what it held.
+    with open(filler, "wb", buffering=0) as fh:
+        for size in (65536, 4096, 512, 1):  # to the last byte the disk takes
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * size)
     return filler
 
 

@@ -329,3 +329,36 @@ def _readlink(path: str) -> str:
         return os.readlink(path)
     except OSError:
         return ""
+
+
+# --- registered rooms --------------------------------------------------------------------------
+
+
+def test_a_registered_room_round_trips_and_survives_reopening(db_path: Path) -> None:
+    from chaton.store import RoomRecord
+
+    room = RoomRecord(
+        key="#team", name="#Team", owner="alice", registered=1000.0, topic="ship it",
+        topic_by="alice!~a@user/alice", topic_at=1001.0, flags="imnt", secret_key="k3y",
+        user_limit=20, grants={"bob": 2, "alice": 1},
+        lists={"b": [("troll!*@*", "alice", 1002.0)], "I": [("$a:carol", "alice", 1003.0)]},
+    )
+    with Store(db_path) as store:
+        seq = store.changes_since(0).latest
+        assert store.register_room(room)
+        assert not store.register_room(room)  # one registration per key
+        assert {c.kind for c in store.changes_since(seq).items} == {"room"}
+    with Store(db_path) as store:  # as after a restart
+        assert store.get_room("#team") == room
+        assert store.save_room_state("#team", topic="new", topic_by="bob", topic_at=2000.0,
+                                     flags="nt", secret_key=None, user_limit=None)
+        assert store.set_room_grant("#team", "Bob", 0)  # casefolded; 0 takes it away
+        assert store.set_room_list_entry("#team", "b", "troll!*@*", "x", 0.0, present=False)
+        got = store.get_room("#team")
+        assert got is not None and got.topic == "new" and got.secret_key is None
+        assert got.grants == {"alice": 1} and got.lists == {"I": [("$a:carol", "alice", 1003.0)]}
+        assert [r.key for r in store.list_rooms()] == ["#team"]
+        assert store.drop_room("#team") and store.get_room("#team") is None
+        assert not store.set_room_grant("#team", "bob", 1)  # nothing left to grant in
+        leftovers = store._conn().execute("SELECT COUNT(*) FROM room_grants").fetchone()[0]
+        assert leftovers == 0  # the grants went with the room
