@@ -391,8 +391,10 @@ def create_chaton_accounts(server: ChatonServer, names: list[str], password: str
     hashed = Passwords(settings).hash(password)
     with Store(settings.db_file) as store:
         for name in names:
-            with contextlib.suppress(AccountExists):
+            try:
                 store.add_account(name, hashed)
+            except AccountExists:  # a kept --workdir: each run draws a new password
+                store.set_password_hash(name, hashed)
 
 
 def create_chaton_accounts_cli(

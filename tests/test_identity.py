@@ -120,6 +120,33 @@ def test_parallel_guesses_cannot_outrun_the_failure_limits(start_server: StartSe
     assert sasl_login(late, "victim", "victim", PW).command == "904"  # locked for strangers
 
 
+def test_an_office_behind_one_address_logs_in_at_once(start_server: StartServer) -> None:
+    """Ten people behind one NAT log in at the same moment, with the default limit of 5
+    failures per address: attempts still in flight make the others wait, not fail."""
+    server = start_server(login_failures_per_ip=5, hash_queue_per_ip=0,
+                          max_unregistered_per_ip=0, **SLOW_HASH)
+    clients = []
+    for i in range(10):
+        add_account(server.settings, f"worker{i}", PW)
+        c = server.client(bind="127.0.0.5")
+        _start_sasl(c, f"worker{i}")
+        clients.append(c)
+    barrier = threading.Barrier(len(clients))
+
+    def go(i: int, c: IrcClient) -> None:
+        barrier.wait()
+        for line in sasl_payload(f"worker{i}", PW):
+            c.send(line)
+
+    threads = [threading.Thread(target=go, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    replies = [c.expect(("903", "904"), timeout=30) for c in clients]
+    assert [r.command for r in replies] == ["903"] * 10, [r.params[-1] for r in replies]
+
+
 def test_owner_from_a_known_address_is_not_locked_out_by_strangers(
     start_server: StartServer,
 ) -> None:

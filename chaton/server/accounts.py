@@ -17,8 +17,10 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -31,7 +33,7 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server.authority import LOGIN_HINT, Authority
-from chaton.server.login_limits import LoginLimits
+from chaton.server.login_limits import Attempt, LoginLimits, Wait
 from chaton.server.registration_state import PassClaim
 from chaton.server.writer import StoreWriter
 from chaton.store import Account, AuditEntry, Store, StoreError
@@ -44,6 +46,8 @@ __all__ = ["AccountService", "LoginRefusal", "authenticate", "oper", "store_fail
 
 log = logging.getLogger("chaton")
 
+#: Longest a login waits for earlier in-flight attempts of its address group or account.
+LOGIN_WAIT = 30.0
 SASL_CHUNK = 400
 #: Longest SASL PLAIN payload (base64) we accept: authzid, authcid and password fit easily.
 SASL_MAX = 1600
@@ -69,6 +73,7 @@ class AccountService:
         self.pool = HashPool(s)
         self.authority = Authority(server, store)
         self.limits = LoginLimits(s)
+        self._settled: dict[str, asyncio.Event] = {}  # woken when an attempt settles
         self._lock = lock  # one server per data dir, released last
 
     def close(self) -> None:
@@ -132,14 +137,14 @@ class AccountService:
         The attempt is counted before the hash runs (see ``login_limits``), and the hash
         waits in the pool's queue in this client's address group's turn.
         """
-        try:
+        attempt = await self._begin_attempt(conn, name)
+        try:  # read after any wait: the record the password is checked against is current
             account = self.store.get_account(name)
         except (StoreError, ValueError):
             account = None
         # People type passwords into the name field ('PASS Tr0ub4dor:horse'): a name is
         # logged only when it is an account's.
         logged_name = account.name if account is not None else "(no such account)"
-        attempt = self.limits.begin(conn.group, name, time.monotonic())
         if attempt is None:
             self.server.client_log(conn.group, logging.INFO, "login-throttled ip=%s account=%s",
                                    conn.ip, logged_name)
@@ -156,6 +161,8 @@ class AccountService:
             self.server.client_log(conn.group, logging.WARNING, "login-busy ip=%s: %s",
                                    conn.ip, exc)
             return LoginRefusal.BUSY
+        finally:
+            self._settle(attempt)  # whatever happened, even a cancellation
         if not ok or account is None:
             self.server.client_log(conn.group, logging.INFO, "login-failed ip=%s account=%s",
                                    conn.ip, logged_name)
@@ -165,6 +172,27 @@ class AccountService:
             await self._rehash(account, password)
         self.writer.submit("touch_login", account.name, time.time())
         return account
+
+    async def _begin_attempt(self, conn: Session, name: str) -> Attempt | None:
+        """Count the attempt, waiting while the limit is full only with attempts in flight
+        (see ``login_limits``); None when it is full with failures, or after a long wait."""
+        deadline = time.monotonic() + LOGIN_WAIT
+        while True:
+            got = self.limits.begin(conn.group, name, time.monotonic())
+            if not isinstance(got, Wait):
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or conn.closing:
+                return None
+            event = self._settled.setdefault(got.key, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+
+    def _settle(self, attempt: Attempt) -> None:
+        for key in self.limits.settle(attempt):
+            event = self._settled.pop(key, None)
+            if event is not None:
+                event.set()
 
     @staticmethod
     def explain(conn: Session, refusal: LoginRefusal) -> None:

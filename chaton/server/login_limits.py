@@ -7,6 +7,10 @@ Invariants:
   finished or still hashing.
 - A success refunds its own count on the address group and clears the account's failures;
   a failure keeps its count. Nothing else changes a count.
+- A limit reached only because attempts are still *in flight* is not a refusal: the new
+  attempt waits (:class:`Wait`) until one of them settles, then is counted or refused on
+  the failures that are in by then. Ten people behind one NAT logging in at once all get
+  in; parallel guesses are still never more than the limit at a time.
 - Addresses are counted by group (``addresses.address_group``: by default an IPv4
   address, an IPv6 /64), as one host usually owns them.
 - The account limit does not apply to an address group that logged in to that account within
@@ -17,7 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,16 +31,24 @@ from chaton.server.throttle import DEFAULT_MAX_KEYS, SlidingWindowCounter
 if TYPE_CHECKING:
     from chaton.config import Settings
 
-__all__ = ["Attempt", "LoginLimits"]
+__all__ = ["Attempt", "LoginLimits", "Wait"]
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One counted attempt, to be settled with :meth:`LoginLimits.succeeded` (or not)."""
+    """One counted attempt: :meth:`LoginLimits.settle` it when its hash is done (and
+    :meth:`LoginLimits.succeeded` if the password was right)."""
 
     group: str
     account: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not counted yet: try again when an in-flight attempt with ``key`` settles."""
+
+    key: str
 
 
 class LoginLimits:
@@ -48,18 +60,31 @@ class LoginLimits:
         self.by_account = SlidingWindowCounter(settings.login_failures_per_account, window)
         self.known_ttl = settings.login_known_address_ttl
         self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._in_flight: Counter[str] = Counter()  # "g:" + group / "a:" + account
 
-    def begin(self, group: str, account: str, now: float) -> Attempt | None:
-        """Count an attempt from address ``group`` now; None (nothing counted) when a limit
-        is already reached."""
+    def begin(self, group: str, account: str, now: float) -> Attempt | Wait | None:
+        """Count an attempt from address ``group`` now; :class:`Wait` when a limit is full
+        only with attempts still in flight; None (nothing counted) when it is full with
+        failures."""
         key = casefold(account)
         if self.by_group.exceeded(group, now):
-            return None
+            return Wait("g:" + group) if self._in_flight["g:" + group] else None
         if self.by_account.exceeded(key, now) and not self.known(key, group, now):
-            return None
+            return Wait("a:" + key) if self._in_flight["a:" + key] else None
         self.by_group.hit(group, now)
         self.by_account.hit(key, now)
+        self._in_flight["g:" + group] += 1
+        self._in_flight["a:" + key] += 1
         return Attempt(group, key, now)
+
+    def settle(self, attempt: Attempt) -> tuple[str, str]:
+        """The attempt's hash is done (whatever its outcome); returns the keys to wake."""
+        keys = ("g:" + attempt.group, "a:" + attempt.account)
+        for k in keys:
+            self._in_flight[k] -= 1
+            if self._in_flight[k] <= 0:
+                del self._in_flight[k]
+        return keys
 
     def succeeded(self, attempt: Attempt, now: float) -> None:
         """The password was right: refund the attempt and remember where it came from."""
