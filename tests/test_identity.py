@@ -33,13 +33,7 @@ def test_pass_claim_plus_own_sasl_login_does_not_unlock_anothers_nick(
     c.send("CAP LS 302")
     c.send("NICK admin")
     c.send("USER m 0 * :m")
-    c.send("CAP REQ :sasl")
-    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
-    c.send("AUTHENTICATE PLAIN")
-    c.expect("AUTHENTICATE", "+")
-    for line in sasl_payload("mallory", PW):
-        c.send(line)
-    c.expect("903")
+    _sasl_plain(c, "mallory")
     c.send("CAP END")
     c.expect("FAIL", "NICK", "ACCOUNT_REQUIRED", "admin")
     c.expect("433")
@@ -72,6 +66,18 @@ def test_guest_holding_a_nick_that_becomes_an_account_is_renamed(server: Running
 
 
 # --- login limits under concurrency ---------------------------------------------------------
+
+
+def _sasl_plain(c: IrcClient, account: str) -> None:
+    """Request sasl, log in to ``account`` with PLAIN and wait for 903 (mid-registration or
+    after it: the order around it is what the tests vary)."""
+    c.send("CAP REQ :sasl")
+    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    for line in sasl_payload(account, PW):
+        c.send(line)
+    c.expect("903")
 
 
 def _start_sasl(c: IrcClient, nick: str) -> None:
@@ -236,13 +242,7 @@ def test_sasl_then_pass_for_another_account_unlocks_nothing(server: RunningServe
     add_account(server.settings, "mallory", PW)
     c = server.client()
     c.send("CAP LS 302")
-    c.send("CAP REQ :sasl")
-    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
-    c.send("AUTHENTICATE PLAIN")
-    c.expect("AUTHENTICATE", "+")
-    for line in sasl_payload("mallory", PW):
-        c.send(line)
-    c.expect("903")
+    _sasl_plain(c, "mallory")
     c.send("PASS admin:anything")
     c.send("NICK admin")
     c.send("USER m 0 * :m")
@@ -259,13 +259,7 @@ def test_sasl_after_registration_logs_in_without_breaking_the_session(
 ) -> None:
     add_account(server.settings, "boss", PW, admin=True)
     c = server.client("visitor")
-    c.send("CAP REQ :sasl")
-    c.expect("CAP", where=lambda m: m.param(1) == "ACK")
-    c.send("AUTHENTICATE PLAIN")
-    c.expect("AUTHENTICATE", "+")
-    for line in sasl_payload("boss", PW):
-        c.send(line)
-    c.expect("903")
+    _sasl_plain(c, "boss")
     assert any(m.command == "MODE" and m.params[-1] == "+o" for m in c.log)
     c.send("UBAN LIST")
     assert not any(m.command in ("481", "ERROR") for m in c.sync())
