@@ -39,7 +39,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,6 +301,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             )
         ),
     ),
+    # 6 -> 7: things done once per database (the default room registered on first run),
+    # remembered so that dropping the default room is not undone by the next start.
+    ("CREATE TABLE once (key TEXT PRIMARY KEY, at REAL NOT NULL)",),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -616,44 +619,103 @@ class Store:
     def register_room(self, record: RoomRecord, *, audit: AuditEntry | None = None) -> bool:
         """Register ``record`` with its grants and lists; False if its key is taken."""
         with self._write() as db:
-            inserted = db.execute(
-                "INSERT INTO rooms (key, name, owner, registered, topic, topic_by, topic_at,"
-                " flags, secret_key, user_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO NOTHING",
-                (record.key, record.name, record.owner, record.registered, record.topic,
-                 record.topic_by, record.topic_at, record.flags, record.secret_key,
-                 record.user_limit),
-            ).rowcount > 0
+            inserted = self._insert_room(db, record)
             if inserted:
-                for account, status in record.grants.items():
-                    self._grant(db, record.key, account, status)
-                for letter, entries in record.lists.items():
-                    for mask, set_by, set_at in entries:
-                        self._list_entry(db, record.key, letter, mask, set_by, set_at, True)
                 self._audit_row(db, audit)
+        return inserted
+
+    def _insert_room(self, db: sqlite3.Connection, record: RoomRecord) -> bool:
+        inserted = db.execute(
+            "INSERT INTO rooms (key, name, owner, registered, topic, topic_by, topic_at,"
+            " flags, secret_key, user_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO NOTHING",
+            (record.key, record.name, record.owner, record.registered, record.topic,
+             record.topic_by, record.topic_at, record.flags, record.secret_key,
+             record.user_limit),
+        ).rowcount > 0
+        if inserted:
+            for account, status in record.grants.items():
+                self._grant(db, record.key, account, status)
+            for letter, entries in record.lists.items():
+                for mask, set_by, set_at in entries:
+                    self._list_entry(db, record.key, letter, mask, set_by, set_at, True)
         return inserted
 
     def get_room(self, key: str) -> RoomRecord | None:
         """The registered room with lookup key ``key``, grants and lists included."""
         with self._read() as db:
-            row = db.execute(
-                "SELECT key, name, owner, registered, topic, topic_by, topic_at, flags,"
-                " secret_key, user_limit FROM rooms WHERE key = ?", (key,)
-            ).fetchone()
-            if row is None:
-                return None
-            grants = dict(db.execute(
-                "SELECT account, status FROM room_grants WHERE room = ? ORDER BY account", (key,)
-            ).fetchall())
-            lists: dict[str, list[tuple[str, str, float]]] = {}
-            for letter, mask, set_by, set_at in db.execute(
-                "SELECT letter, mask, set_by, set_at FROM room_lists WHERE room = ?"
-                " ORDER BY set_at, mask", (key,)
-            ):
-                lists.setdefault(letter, []).append((mask, set_by, set_at))
+            return self._load_room(db, key)
+
+    @staticmethod
+    def _load_room(db: sqlite3.Connection, key: str) -> RoomRecord | None:
+        row = db.execute(
+            "SELECT key, name, owner, registered, topic, topic_by, topic_at, flags,"
+            " secret_key, user_limit FROM rooms WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        grants = dict(db.execute(
+            "SELECT account, status FROM room_grants WHERE room = ? ORDER BY account", (key,)
+        ).fetchall())
+        lists: dict[str, list[tuple[str, str, float]]] = {}
+        for letter, mask, set_by, set_at in db.execute(
+            "SELECT letter, mask, set_by, set_at FROM room_lists WHERE room = ?"
+            " ORDER BY set_at, mask", (key,)
+        ):
+            lists.setdefault(letter, []).append((mask, set_by, set_at))
         key_, name, owner, registered, topic, topic_by, topic_at, flags, secret, limit = row
         return RoomRecord(key_, name, owner, registered, topic, topic_by, topic_at, flags,
                           secret, limit, grants=grants, lists=lists)
+
+    def update_room(
+        self, key: str, change: Callable[[RoomRecord], RoomRecord],
+        *, audit: AuditEntry | None = None,
+    ) -> RoomRecord | None:
+        """Apply ``change`` to the room's *current* record in one write transaction and
+        store what differs; return the record as committed (``None``: not registered).
+
+        Read-modify-write under the write lock, so a change made meanwhile by another
+        process (the CLI) is built upon, never overwritten.
+        """
+        with self._write() as db:
+            old = self._load_room(db, key)
+            if old is None:
+                return None
+            new = change(old)
+            if new == old:
+                return old
+            state = ("owner", "topic", "topic_by", "topic_at", "flags", "secret_key",
+                     "user_limit")
+            if any(getattr(new, f) != getattr(old, f) for f in state):
+                db.execute(
+                    "UPDATE rooms SET owner = ?, topic = ?, topic_by = ?, topic_at = ?,"
+                    " flags = ?, secret_key = ?, user_limit = ? WHERE key = ?",
+                    (*(getattr(new, f) for f in state), key),
+                )
+            for account in old.grants.keys() | new.grants.keys():
+                if old.grants.get(account, 0) != new.grants.get(account, 0):
+                    self._grant(db, key, account, new.grants.get(account, 0))
+            for letter in "beI":
+                before = {e[0]: e for e in old.lists.get(letter, [])}
+                after = {e[0]: e for e in new.lists.get(letter, [])}
+                for mask in before.keys() - after.keys():
+                    self._list_entry(db, key, letter, mask, "", 0.0, False)
+                for mask in after.keys() - before.keys():
+                    _, set_by, set_at = after[mask]
+                    self._list_entry(db, key, letter, mask, set_by, set_at, True)
+            self._audit_row(db, audit)
+            return self._load_room(db, key)
+
+    def register_once(self, once: str, record: RoomRecord) -> bool:
+        """Register ``record`` unless the action ``once`` was already done in this database
+        (the default room on first run: a later drop stays dropped)."""
+        with self._write() as db:
+            if db.execute(
+                "INSERT INTO once (key, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (once, time.time()),
+            ).rowcount == 0:
+                return False
+            return self._insert_room(db, record)
 
     def list_rooms(self) -> list[RoomRecord]:
         """Every registered room, by name."""

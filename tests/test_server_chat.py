@@ -27,21 +27,21 @@ def test_welcome_burst_has_isupport_and_motd(server: RunningServer) -> None:
     c.expect("376")
 
 
-def test_two_clients_talk_in_general(server: RunningServer) -> None:
-    alice = server.client("alice").join("#general")
+def test_two_clients_talk_in_a_room(server: RunningServer) -> None:
+    alice = server.client("alice").join("#team")
     bob = server.client("bob")
-    bob.send("JOIN #general")
-    joined = alice.expect("JOIN", "#general")
+    bob.send("JOIN #team")
+    joined = alice.expect("JOIN", "#team")
     assert joined.source is not None and joined.source.startswith("bob!")
     names = bob.expect("353")
     assert set(names.params[-1].split()) == {"@alice", "bob"}  # the first in is operator
     bob.expect("366")
-    alice.send("PRIVMSG #general :hello bob")
-    got = bob.expect("PRIVMSG", "#general")
+    alice.send("PRIVMSG #team :hello bob")
+    got = bob.expect("PRIVMSG", "#team")
     assert got.params[1] == "hello bob"
     assert got.source is not None and got.source.startswith("alice!")
-    bob.send("NOTICE #general :hi alice")
-    assert alice.expect("NOTICE", "#general").params[1] == "hi alice"
+    bob.send("NOTICE #team :hi alice")
+    assert alice.expect("NOTICE", "#team").params[1] == "hi alice"
     # The sender does not get its own message back without echo-message.
     assert not [m for m in alice.sync() if m.command == "PRIVMSG"]
 
@@ -141,8 +141,10 @@ def test_errors_use_standard_numerics(server: RunningServer) -> None:
     c.expect("432")
     c.send("NICK bob")
     c.expect("433")
-    c.send("PART #general")
+    c.send("PART #nowhere")
     c.expect("403")
+    c.send("PART #general")  # registered: it exists, empty
+    c.expect("442")
     c.send("JOIN #mine")
     c.expect("366")
     c.send("TOPIC #bobs :mine now")
@@ -197,21 +199,21 @@ def test_join_part_names_topic_list(server: RunningServer) -> None:
 
 
 def test_mode_queries_standard_clients_send_on_join(server: RunningServer) -> None:
-    alice = server.client("alice").join("#general")
-    alice.send("MODE #general")
-    assert alice.expect("324", "alice", "#general").params[2] == "+nt"
-    alice.expect("329", "alice", "#general")
-    alice.send("MODE #general b")
-    alice.expect("368", "alice", "#general")
+    alice = server.client("alice").join("#fresh")
+    alice.send("MODE #fresh")
+    assert alice.expect("324", "alice", "#fresh").params[2] == "+nt"
+    alice.expect("329", "alice", "#fresh")
+    alice.send("MODE #fresh b")
+    alice.expect("368", "alice", "#fresh")
     alice.send("MODE alice")
     alice.expect("221")
     alice.send("MODE alice +i")
     assert alice.expect("MODE", "alice").params[1] == "+i"
-    bob = server.client("bob").join("#general")
-    bob.send("MODE #general +m")
+    bob = server.client("bob").join("#fresh")
+    bob.send("MODE #fresh +m")
     bob.expect("482")  # not an operator
-    alice.send("WHO #general")
-    who = alice.expect("352", "alice", "#general")
+    alice.send("WHO #fresh")
+    who = alice.expect("352", "alice", "#fresh")
     assert who.params[5] == "alice" and who.params[6] == "H@"
     alice.expect("315")
     unexpected = [m for m in alice.sync() if m.command.startswith(("4", "5"))]

@@ -317,6 +317,7 @@ def test_list_of_many_rooms_is_paced_not_a_sendq_drop(start_server: StartServer)
     asker.send("LIST")
     asker.expect("323", timeout=30)
     listed = [m for m in asker.log if m.command == "322"]
+    listed = [m for m in listed if m.params[1] != "#general"]  # the registered default room
     assert len(listed) == 300  # ~100 KiB through a 16 KiB send queue
     asker.sync()  # still connected
     asker.send("LIST >0")

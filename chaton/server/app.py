@@ -38,6 +38,7 @@ from chaton.server.transport.tls_connection import TlsConnection
 if TYPE_CHECKING:
     from chaton.server.accounts import AccountService
     from chaton.server.authority import Authority
+    from chaton.server.room_registry import RoomRegistry
 
 __all__ = ["ChatServer"]
 
@@ -68,6 +69,7 @@ class ChatServer:
         self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: AccountService | None = None  # attached by server.setup
         self.authority: Authority | None = None  # likewise: the accounts' authority
+        self.registry: RoomRegistry | None = None  # likewise: registered rooms
         self.isupport = self._isupport()
         self.commands: dict[str, Command] = commands.table()
 

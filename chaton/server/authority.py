@@ -175,6 +175,8 @@ class Authority:
                 names = {n for c in self.server.sessions for n in (c.account, c.oper_account)}
                 for name in sorted(casefold(n) for n in names if n is not None):
                     self.account_changed(name)  # what was pruned may have touched them
+                if self.server.registry is not None:
+                    self.server.registry.reload_all()
                 return
             if not changes.items:
                 return
@@ -186,6 +188,8 @@ class Authority:
                     self._ban_changed(ban_kind, value, now)
                 elif kind == "account":
                     self.account_changed(key)
+                elif kind == "room" and self.server.registry is not None:
+                    self.server.registry.room_changed(key)
             self.bans.version = changes.latest
 
     def account_changed(self, key: str) -> None:

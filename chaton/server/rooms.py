@@ -25,6 +25,7 @@ from chaton.server.room_modes import (
     MAX_LIST,
     OP,
     Change,
+    ModeError,
     apply,
     banned,
     format_changes,
@@ -37,6 +38,7 @@ from chaton.server.targets import split_targets
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
+    from chaton.server.room_registry import RoomRegistry
     from chaton.server.session import Session
     from chaton.server.state import Channel
 
@@ -134,6 +136,8 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
                 continue
             server.room_creations.hit(conn.group, now)
         room, _created = server.state.join(conn, name)
+        if room.owner is not None and server.registry is not None:
+            room.members[conn] = server.registry.status_on_join(room, conn)
         Outgoing(conn.source, "JOIN", [room.name]).send_to(room.members)
         if room.topic:
             _send_topic(conn, room)
@@ -262,11 +266,21 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     if "t" in room.flags and not is_operator(room, conn):
         conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
         return None
-    room.topic = msg.params[1][: server.settings.topiclen]
+    text = msg.params[1][: server.settings.topiclen]
+    if room.owner is not None and server.registry is not None:
+        return _stored_topic(server.registry, conn, room, text)
+    room.topic = text
     room.topic_by = conn.source
     room.topic_at = time.time()
     Outgoing(conn.source, "TOPIC", [room.name, room.topic]).send_to(room.members)
     return None
+
+
+async def _stored_topic(registry: RoomRegistry, conn: Session, room: Channel, text: str
+                        ) -> None:
+    """A registered room's topic: committed, then announced."""
+    if await registry.set_topic(conn, room, text):
+        Outgoing(conn.source, "TOPIC", [room.name, room.topic]).send_to(room.members)
 
 
 # LIST [<channel>{,<channel>}] | LIST <mask> | LIST >n | LIST <n   (ELIST=MU)
@@ -300,7 +314,7 @@ async def _list(
     for room in rooms:
         if conn.closing:
             return
-        if room.members and visible_to(room, conn) and want(room):  # emptied: gone
+        if (room.members or room.owner) and visible_to(room, conn) and want(room):
             conn.numeric(num.RPL_LIST, room.name, str(len(room.members)), room.topic)
             await conn.paced()
     conn.numeric(num.RPL_LISTEND, "End of /LIST")
@@ -357,8 +371,7 @@ def _room_mode(
             conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
             return None
         return _override(server, conn, room, changes)  # an admin in someone else's room
-    _apply_mode(conn, room, changes)
-    return None
+    return _apply_mode(server, conn, room, changes)
 
 
 async def _override(server: ChatServer, conn: Session, room: Channel, changes: list[Change]
@@ -371,12 +384,43 @@ async def _override(server: ChatServer, conn: Session, room: Channel, changes: l
     ):
         return
     if server.state.find_channel(room.name) is room:  # it may have emptied meanwhile
-        _apply_mode(conn, room, changes)
+        pending = _apply_mode(server, conn, room, changes)
+        if pending is not None:
+            await pending
 
 
-def _apply_mode(conn: Session, room: Channel, changes: list[Change]) -> None:
+def _apply_mode(
+    server: ChatServer, conn: Session, room: Channel, changes: list[Change]
+) -> Awaitable[None] | None:
+    registry = server.registry
+    if room.owner is not None and registry is not None and any(
+        c.letter not in "ov" for c in changes
+    ):
+        return _apply_stored(registry, conn, room, changes)
     members = {casefold(m.name): m for m in room.members}
     applied, missing = apply(room, changes, members, by=conn.source, at=time.time())
+    _mode_done(conn, room, applied, missing)
+    return None
+
+
+async def _apply_stored(
+    registry: RoomRegistry, conn: Session, room: Channel, changes: list[Change]
+) -> None:
+    """A registered room: the stored part (flags, key, limit, lists) is committed first,
+    member status (o, v) applied after it; one MODE line announces both."""
+    done = await registry.change_modes(conn, room, [c for c in changes if c.letter not in "ov"])
+    if done is None:
+        return
+    stored, errors = done
+    members = {casefold(m.name): m for m in room.members}
+    live, missing = apply(room, [c for c in changes if c.letter in "ov"], members,
+                          by=conn.source, at=time.time())
+    _mode_done(conn, room, stored + live, errors + missing)
+
+
+def _mode_done(
+    conn: Session, room: Channel, applied: list[Change], missing: list[ModeError]
+) -> None:
     for error in missing:
         if error.kind == "full":
             conn.numeric(num.ERR_BANLISTFULL, room.name, error.arg,

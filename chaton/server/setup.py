@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from chaton.datadir import DataDirLock, private_dir
 from chaton.server.accounts import AccountService
+from chaton.server.room_registry import RoomRegistry
 from chaton.store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -55,4 +56,14 @@ def attach_services(server: ChatServer) -> AccountService:
         raise
     server.accounts = service
     server.authority = service.authority
+    registry = RoomRegistry(server, store, service.writer)
+    try:
+        if registry.register_default(server.settings.default_channel):
+            log.info("registered the default room %s, owned by the admins",
+                     server.settings.default_channel)
+        log.info("registered rooms: %d", registry.load())
+    except StoreError:
+        service.close()
+        raise
+    server.registry = registry
     return service

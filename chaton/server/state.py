@@ -6,9 +6,12 @@ Invariants (kept by the methods here; handlers never edit the dicts directly):
 - ``channels`` (and each ``client.channels``) maps :func:`room_key` of a room's name to the
   room, so names that differ only by case, width or a look-alike letter find one room.
 - A client is in ``room.members`` exactly when the room is in ``client.channels``.
-- A room exists while it has members; the last one leaving deletes it.
+- An unregistered room exists while it has members; the last one leaving deletes it. A
+  registered room (``owner`` set) stays, empty, until it is dropped (``room_registry``).
 - ``room.members[client]`` is the client's status in the room (``room_modes.OP`` and
-  ``VOICE`` bits): the first to join a new room is its operator.
+  ``VOICE`` bits): the first to join a new room is its operator; in a registered room the
+  standing grants decide instead.
+- ``nicks`` never holds a service's nickname (``SERVICE_NICKS``): they are always taken.
 - Room modes (``flags``, ``key``, ``limit``) change only through ``room_modes.apply``.
 """
 
@@ -24,7 +27,10 @@ from chaton.server.room_modes import OP, ListEntry
 if TYPE_CHECKING:
     from chaton.server.session import Session
 
-__all__ = ["Channel", "ServerState"]
+__all__ = ["SERVICE_NICKS", "Channel", "ServerState"]
+
+#: Casefolded nicknames of the server's pseudo-users: no client may hold them.
+SERVICE_NICKS = frozenset({"chanserv"})
 
 
 #: Modes of a new room: no outside messages, topic set by operators only.
@@ -48,6 +54,12 @@ class Channel:
     bans: dict[str, ListEntry] = field(default_factory=dict)  # casefolded mask -> entry
     excepts: dict[str, ListEntry] = field(default_factory=dict)
     invexes: dict[str, ListEntry] = field(default_factory=dict)
+    # Registered rooms only (``room_registry``): the owning account (casefolded, or
+    # ``ADMINS_OWNER``), standing grants by casefolded account, and write-through bookkeeping.
+    owner: str | None = None
+    grants: dict[str, int] = field(default_factory=dict)
+    writes: int = 0  # write-through transactions in flight
+    stale: bool = False  # changed elsewhere while a write was in flight: re-read after it
 
     def list_for(self, letter: str) -> dict[str, ListEntry]:
         """The ``b``, ``e`` or ``I`` list."""
@@ -71,7 +83,10 @@ class ServerState:
 
     def nick_taken(self, nick: str, by: Session | None = None) -> bool:
         """True if another client than ``by`` holds ``nick`` (in any case)."""
-        holder = self.nicks.get(casefold(nick))
+        folded = casefold(nick)
+        if folded in SERVICE_NICKS:
+            return True
+        holder = self.nicks.get(folded)
         return holder is not None and holder is not by
 
     def add_nick(self, conn: Session, nick: str) -> None:
@@ -88,7 +103,7 @@ class ServerState:
         created = room is None
         if room is None:
             room = self.channels[key] = Channel(name)
-        room.members[conn] = OP if created else 0
+        room.members[conn] = OP if created and room.owner is None else 0
         conn.channels[key] = room
         return room, created
 
@@ -96,7 +111,7 @@ class ServerState:
         key = room_key(room.name)
         room.members.pop(conn, None)
         conn.channels.pop(key, None)
-        if not room.members:
+        if not room.members and room.owner is None:
             self.channels.pop(key, None)
 
     def remove(self, conn: Session) -> set[Session]:
