@@ -476,7 +476,8 @@ def _password_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``account``, ``ban`` and ``audit`` on ``subparsers``; each leaf sets ``func``."""
+    """Register ``account``, ``ban``, ``audit``, ``room``... on ``subparsers``; each leaf sets
+    ``func``."""
     common = _common()
 
     account = subparsers.add_parser(
@@ -574,12 +575,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("file", metavar="FILE", help="a file written by 'chaton backup'")
     p.set_defaults(func=cmd_restore)
 
+    from chaton.cli_rooms import add_room_subcommands  # it builds on this module's helpers
+
+    add_room_subcommands(subparsers, common)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaton",
-        description="chaton offline administration: accounts, bans, audit, backup, check, "
-        "restore.",
+        description="chaton offline administration: accounts, bans, rooms, audit, backup, "
+        "check, restore.",
     )
     add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     return parser

@@ -117,6 +117,9 @@ class Settings:
     room_creation: str = field(
         default="anyone", metadata=_doc("who may create rooms: anyone, accounts or admins")
     )
+    rooms_registered_per_account: int = field(
+        default=10, metadata=_doc("rooms one account may register with ChanServ; 0 = no limit")
+    )
     argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations"))
     argon2_memory_kib: int = field(default=65536, metadata=_doc("argon2id memory (KiB)"))
     argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
@@ -235,7 +238,7 @@ def _build(values: dict[str, Any], *, source: str) -> Settings:
 #: Limits where 0 switches the limit off (for benchmarks and trusted networks).
 _ZERO_MEANS_UNLIMITED = (
     "max_clients_per_ip", "max_unregistered_per_ip", "connect_rate_per_ip",
-    "rooms_created_per_ip", "log_lines_per_ip",
+    "rooms_created_per_ip", "log_lines_per_ip", "rooms_registered_per_account",
     "login_failures_per_ip",
     "login_failures_per_account", "hash_queue_per_ip", "login_known_address_ttl",
 )

@@ -624,6 +624,22 @@ class Store:
                 self._audit_row(db, audit)
         return inserted
 
+    def register_owned(
+        self, record: RoomRecord, max_owned: int, *, audit: AuditEntry | None = None
+    ) -> str:
+        """Register ``record`` unless its owner already owns ``max_owned`` rooms (0: no
+        limit), counted in the same transaction so parallel requests cannot pass the limit.
+        Returns ``"registered"``, ``"taken"`` or ``"limit"``."""
+        with self._write() as db:
+            if max_owned and db.execute(
+                "SELECT count(*) FROM rooms WHERE owner = ?", (record.owner,)
+            ).fetchone()[0] >= max_owned:
+                return "limit"
+            if not self._insert_room(db, record):
+                return "taken"
+            self._audit_row(db, audit)
+        return "registered"
+
     def _insert_room(self, db: sqlite3.Connection, record: RoomRecord) -> bool:
         inserted = db.execute(
             "INSERT INTO rooms (key, name, owner, registered, topic, topic_by, topic_at,"

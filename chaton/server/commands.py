@@ -43,7 +43,7 @@ class Command:
 
 def table() -> dict[str, Command]:
     """Every command chaton knows, on one screen (built once per server)."""
-    from chaton.server import accounts, admin, messaging, queries, registration, rooms
+    from chaton.server import accounts, admin, chanserv, messaging, queries, registration, rooms
 
     c = Command
     return {
@@ -79,6 +79,8 @@ def table() -> dict[str, Command]:
         "OPER": c(accounts.oper, "OPER <name> <password>", 2),
         "KICK": c(rooms.kick, "KICK <room> <nick>[,<nick>] [:<reason>]", 2),
         "INVITE": c(rooms.invite, "INVITE <nick> <room>", 2),
+        "CHANSERV": c(chanserv.command, "CHANSERV <command> [<args>]"),
+        "CS": c(chanserv.command, "CS <command> [<args>]"),
         "KILL": c(admin.kill, "KILL <nick> :<reason>", 1, admin=True),
         "UBAN": c(admin.uban, "UBAN ADD|DEL|LIST|INFO [<target>] [DURATION <d>] [FORCE] "
                   "[<reason>]", 1, admin=True),

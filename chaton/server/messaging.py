@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
+from chaton.protocol.names import casefold
+from chaton.server import chanserv
 from chaton.server.lines import Outgoing
 from chaton.server.room_modes import OP, VOICE, banned
 from chaton.server.targets import split_targets
@@ -39,6 +41,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     tags = {k: v for k, v in msg.tags.items() if k[0] == "+"} if msg.tags else None
     echo = "echo-message" in conn.caps
     state = server.state
+    pending: Awaitable[None] | None = None
     for target in targets:
         if target[:1] == "#":
             room = state.find_channel(target)
@@ -66,6 +69,10 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
         else:
             peer = state.find_nick(target)
             if peer is None:
+                if casefold(target) == "chanserv":  # the room service (never to a NOTICE)
+                    if command == "PRIVMSG" and pending is None:
+                        pending = chanserv.handle(server, conn, text)
+                    continue
                 conn.numeric(num.ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
             out = Outgoing(conn.source, command, (peer.name, text), tags)
@@ -74,7 +81,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 conn.send(out.line_for(conn))
             if peer.away is not None and command == "PRIVMSG":
                 conn.numeric(num.RPL_AWAY, peer.name, peer.away)
-    return None
+    return pending
 
 
 # PRIVMSG <target>{,<target>} <text to be sent>

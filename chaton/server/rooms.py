@@ -160,9 +160,13 @@ def _may_create(server: ChatServer, conn: Session, name: str) -> bool:
 
 
 def _may_join(server: ChatServer, conn: Session, room: Channel, key: str) -> bool:
-    """The +k, +l and +i checks (an invitation or admin powers pass +i and +l)."""
+    """The +k, +l, +b and +i checks. An invitation passes +i and +l; admin powers, the
+    owner and standing operators of a registered room pass them all."""
     invited = _take_invitation(room, conn)
-    admin = _admin_now(server, conn)
+    admin = _admin_now(server, conn) or (  # the owner and standing operators: never shut out
+        room.owner is not None and server.registry is not None
+        and bool(server.registry.status_on_join(room, conn) & OP)
+    )
     if room.key is not None and not hmac.compare_digest(key.encode(), room.key.encode()) and (
         not admin
     ):
