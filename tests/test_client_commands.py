@@ -92,6 +92,9 @@ def notes(text: str, ctx: Context = CTX) -> str:
         ("/devoice bob", ["MODE #general -v bob"]),
         ("/invite bob", ["INVITE bob #general"]),
         ("/invite bob #dev", ["INVITE bob #dev"]),
+        ("/register", ["PRIVMSG ChanServ :REGISTER #general"]),
+        ("/register #dev", ["PRIVMSG ChanServ :REGISTER #dev"]),
+        ("/cs amode #dev +o bob", ["PRIVMSG ChanServ :amode #dev +o bob"]),
         ("/mode +i", ["MODE #general +i"]),
         ("/mode #dev +k s3cret", ["MODE #dev +k s3cret"]),
         ("/mode +b *!*@user/eve", ["MODE #general +b *!*@user/eve"]),
@@ -158,7 +161,9 @@ def test_local_answers_send_nothing(typed: str, expect: str) -> None:
     assert expect in notes(typed)
 
 
-@pytest.mark.parametrize("typed", ["hi", "/me waves", "/part", "/topic x", "/who", "/kick bob"])
+@pytest.mark.parametrize(
+    "typed", ["hi", "/me waves", "/part", "/topic x", "/who", "/kick bob", "/register"]
+)
 def test_room_commands_without_a_room(typed: str) -> None:
     assert "not in a room" in notes(typed, NOROOM)
 

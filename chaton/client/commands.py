@@ -103,6 +103,8 @@ HELP: tuple[str, ...] = (
     "  /invite NICK [ROOM]     let NICK into an invite-only (+i) room",
     "  /mode [ROOM] MODES [ARGS]   e.g. /mode +i, /mode +k secret, /mode +b *!*@user/eve",
     "  /kick NICK [REASON]     remove a user from the current room",
+    "  /register [ROOM]        keep the room (topic, modes, bans) across restarts; you own it",
+    "  /cs COMMAND...          talk to ChanServ, the room service (/cs help)",
     "Admin commands:",
     "  /oper NAME              become an operator (the password is asked for, hidden)",
     "  /kill NICK [REASON]     disconnect a user from the server",
@@ -362,6 +364,21 @@ def _cmd_invite(rest: str, ctx: Context) -> Action:
     return _send(Message("INVITE", (words[0], room)))
 
 
+def _cmd_register(rest: str, ctx: Context) -> Action:
+    """``/register [ROOM]``: ask ChanServ to register the room (you must be logged in)."""
+    words = rest.split()
+    if len(words) > 1 or (words and not is_channel(words[0])):
+        raise _Usage("usage: /register [ROOM]  (registers the current room by default)")
+    room = words[0] if words else _need_room(ctx)
+    return _send(Message("PRIVMSG", ("ChanServ", f"REGISTER {room}")))
+
+
+def _cmd_cs(rest: str, ctx: Context) -> Action:
+    if not rest.strip():
+        raise _Usage("usage: /cs COMMAND [ARGS]  (/cs help lists them)")
+    return _send(Message("PRIVMSG", ("ChanServ", _clean(rest.strip()))))
+
+
 def _cmd_mode(rest: str, ctx: Context) -> Action:
     words = rest.split()
     if words and is_channel(words[0]):
@@ -462,6 +479,8 @@ _COMMANDS: dict[str, Handler] = {
     "devoice": _status("v", False),
     "invite": _cmd_invite,
     "mode": _cmd_mode,
+    "register": _cmd_register,
+    "cs": _cmd_cs,
     "kill": _cmd_kill,
     "oper": _cmd_oper,
     "ban": _cmd_ban,
