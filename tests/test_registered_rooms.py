@@ -309,3 +309,44 @@ def test_registrations_per_account_are_limited(start_server: StartServer) -> Non
     for room in ("#a", "#b"):
         assert "registered to olga" in cs(olga, f"REGISTER {room}")
     assert "already owns 2 rooms" in cs(olga, "REGISTER #c")
+
+
+def test_a_registered_room_survives_kill9_right_after_the_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    """``chaton serve`` in a process of its own, killed with SIGKILL the moment the last
+    change is acknowledged: everything acknowledged is there after the restart."""
+    from bench.crash import Irc, ServeProcess
+
+    serve = ServeProcess(tmp_path).start()
+    try:
+        made = serve.cli("account", "add", "olga", "--password-stdin", input=PW + "\n")
+        assert made.returncode == 0, made.stderr
+        olga = Irc(serve.port, serve.ca_file)
+        olga.register("olga", "olga", PW)
+        olga.send("JOIN #keep")
+        olga.expect(lambda m: m.command == "366")
+        olga.send("PRIVMSG ChanServ :REGISTER #keep")
+        olga.expect(lambda m: m.command == "NOTICE" and "registered to" in m.params[-1])
+        olga.send("TOPIC #keep :survives")
+        olga.expect(lambda m: m.command == "TOPIC")
+        olga.send("MODE #keep +mi")
+        olga.expect(lambda m: m.command == "MODE" and m.params[0] == "#keep")
+        olga.send("MODE #keep +b x!*@*")
+        olga.expect(lambda m: m.command == "MODE" and m.params[1:] == ("+b", "x!*@*"))
+        serve.kill9()
+        olga.close()
+
+        serve.start()
+        again = Irc(serve.port, serve.ca_file)
+        again.register("olga", "olga", PW)
+        again.send("JOIN #keep")
+        assert again.expect(lambda m: m.command == "332").params[-1] == "survives"
+        assert again.expect(lambda m: m.command == "353").params[-1] == "@olga"
+        again.send("MODE #keep")
+        assert again.expect(lambda m: m.command == "324").params[2] == "+imnt"
+        again.send("MODE #keep b")
+        assert again.expect(lambda m: m.command in ("367", "368")).params[2] == "x!*@*"
+        again.close()
+    finally:
+        serve.kill9()

@@ -331,7 +331,7 @@ async def _do_amode(server: ChatServer, registry: RoomRegistry, conn: Session, r
     except StoreError as exc:
         _say(conn, f"The grant was not changed: the database refused ({exc})")
         return
-    registry.settled(room, stored, conn.source, [])
+    registry.settled(room, stored, [])
     if stored is None:
         _say(conn, f"{room.name} is no longer registered")
         return
@@ -371,7 +371,7 @@ async def _do_set_owner(server: ChatServer, registry: RoomRegistry, conn: Sessio
     except StoreError as exc:
         _say(conn, f"The owner was not changed: the database refused ({exc})")
         return
-    registry.settled(room, stored, conn.source, [])
+    registry.settled(room, stored, [])
     _say(conn, f"{room.name} now belongs to {owner}" if stored is not None
          else f"{room.name} is no longer registered")
 

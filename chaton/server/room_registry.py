@@ -200,18 +200,19 @@ class RoomRegistry:
         finally:
             room.writes -= 1
 
-    def settled(self, room: Channel, record: RoomRecord | None, by: str,
-                own: list[Change]) -> None:
-        """After a write: adopt what was committed; announce ``own`` from ``by`` and any
-        other difference from ChanServ; re-read the room if the feed skipped it meanwhile."""
+    def settled(self, room: Channel, record: RoomRecord | None, own: list[Change],
+                *, own_topic: bool = False) -> None:
+        """After a write: adopt what was committed, and announce from ChanServ whatever in
+        it the writer did not change itself (``own``, announced by the caller: an edit by
+        the CLI not yet polled); re-read the room if the feed skipped it meanwhile."""
         if record is not None:
-            diff, _ = adopt(room, record)
-            if own:
-                announce_modes(room, by, own)
+            diff, topic_changed = adopt(room, record)
             mine = set(own)
             others = [c for c in diff if c not in mine]
             if others:
                 announce_modes(room, CHANSERV_SOURCE, others)
+            if topic_changed and not own_topic:
+                Outgoing(CHANSERV_SOURCE, "TOPIC", [room.name, room.topic]).send_to(room.members)
         if room.writes == 0 and room.stale:
             room.stale = False
             self.room_changed(room_key(room.name))
@@ -241,11 +242,7 @@ class RoomRegistry:
         if record is None:  # dropped meanwhile: the change applies to the live room only
             return apply(room, changes, {}, by=by, at=at)
         applied, errors = result[0] if result else ([], [])
-        adopted, _ = adopt(room, record)
-        others = [c for c in adopted if c not in set(applied)]
-        if others:
-            announce_modes(room, CHANSERV_SOURCE, others)
-        self.settled(room, None, by, [])
+        self.settled(room, record, applied)
         return applied, errors
 
     async def set_topic(self, conn: Session, room: Channel, text: str) -> bool:
@@ -263,7 +260,7 @@ class RoomRegistry:
             return False
         if record is None:
             room.topic, room.topic_by, room.topic_at = text, by, at
-        self.settled(room, record, by, [])
+        self.settled(room, record, [], own_topic=True)
         return True
 
     # --- the change feed ------------------------------------------------------------------
