@@ -416,6 +416,8 @@ def test_disk_full_admin_gets_fail_and_stays_connected(
     add_account(server.settings, "boss", PW, admin=True)
     boss = logged_in(server, "boss", "boss", PW)
     boss.join("#room")
+    boss.send("PRIVMSG ChanServ :REGISTER #room")
+    boss.expect("NOTICE", "boss", where=lambda m: "registered to" in m.params[-1])
     victim = server.client("victim").join("#room")
     filler = _fill(small_disk)
 
@@ -428,12 +430,20 @@ def test_disk_full_admin_gets_fail_and_stays_connected(
     boss.expect("FAIL", "KICK", "STORE_ERROR")
     boss.send(f"OPER boss :{PW}")
     boss.expect("FAIL", "OPER", "STORE_ERROR")
+    boss.send("MODE #room +m")  # a registered room: not committed, so not changed
+    boss.expect("FAIL", "MODE", "STORE_ERROR")
+    boss.send("TOPIC #room :unsaved")
+    boss.expect("FAIL", "TOPIC", "STORE_ERROR")
+    boss.send("MODE #room")
+    assert boss.expect("324").params[2] == "+nt"
     boss.sync()  # still connected, and so is the victim (nothing was done)
     victim.send("PRIVMSG #room :still here")
     boss.expect("PRIVMSG", "#room", "still here")
     with Store(server.settings.db_file, readonly=True) as store:
         assert store.get_ban("nick", "spammer") is None
-        assert [e.action for e in store.audit_since()] == []
+        assert [e.action for e in store.audit_since()] == ["room-register"]
+        record = store.get_room("#room")
+        assert record is not None and record.flags == "nt" and record.topic == ""
 
     filler.unlink()
     boss.send("UBAN ADD spammer :disk has room again")

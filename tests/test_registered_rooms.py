@@ -350,3 +350,33 @@ def test_a_registered_room_survives_kill9_right_after_the_acknowledgement(
         again.close()
     finally:
         serve.kill9()
+
+
+def test_the_owner_is_never_shut_out_and_admin_overrides_are_audited(
+    server: RunningServer,
+) -> None:
+    olga = owner_in_room(server)
+    cs(olga, "REGISTER #team")
+    filler = server.client("filler").join("#team")
+    olga.send("MODE #team +iklb sesame 2 olga!*@*")  # invite-only, keyed, full, and banned
+    olga.expect("MODE", "#team")
+    olga.send("PART #team")
+    olga.expect("PART")
+    filler.send("MODE #team +l 1")  # filler is no operator: refused
+    filler.expect("482")
+    olga.send("JOIN #team")  # no key, no invitation, banned by mask, the room at its limit
+    olga.expect("366", "olga", "#team")
+    assert "@olga" in names(olga, "#team")
+    stranger = server.client("stranger")
+    stranger.send("JOIN #team sesame")
+    stranger.expect(("471", "473", "474"))
+    # An admin who does not own the room: its ChanServ actions there are audited.
+    add_account(server.settings, "boss", PW, admin=True)
+    boss = logged_in(server, "boss", "boss", PW)  # an admin account: admin powers at login
+    boss.send("JOIN #team")
+    boss.expect("366", "boss", "#team")
+    assert cs(boss, "VOICE #team") == ""
+    boss.expect("MODE", "#team", "+v", "boss")
+    with Store(server.settings.db_file, readonly=True) as store:
+        audit = [(e.actor, e.action, e.target, e.reason) for e in store.audit_since()]
+    assert ("boss", "room-+v", "#team boss", "override") in audit
