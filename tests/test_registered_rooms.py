@@ -94,7 +94,7 @@ def test_a_registered_room_keeps_everything_across_a_restart(
     outsider = again.client("outsider")
     outsider.send("LIST")
     listed = [m.params[1] for m in outsider.sync() if m.command == "322"]
-    assert "#team" in listed
+    assert "#general" in listed and "#team" not in listed  # +i: private, even when empty
     outsider.send("JOIN #team")
     outsider.expect("475")  # the key survived (checked before +i)
     olga2 = logged_in(again, "olga", "olga", PW)
@@ -117,6 +117,9 @@ def test_an_empty_registered_room_stays_and_a_stranger_is_not_its_operator(
     olga.send("PART #team")
     olga.expect("PART", "#team")
     first = server.client("first")
+    first.send("LIST")
+    listed = {m.params[1]: m.params[2] for m in first.sync() if m.command == "322"}
+    assert listed["#team"] == "0"  # empty, still listed
     first.send("JOIN #team")
     first.expect("366", "first", "#team")
     assert names(first, "#team") == {"first"}  # first in, but the room has an owner

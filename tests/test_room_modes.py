@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,10 +93,12 @@ def test_key_limit_and_invite_only(server: RunningServer) -> None:
     b.expect("473")  # an invitation is used once
 
 
-def test_a_secret_room_is_invisible_to_outsiders(server: RunningServer) -> None:
+@pytest.mark.parametrize("private", ["s", "i"])
+def test_a_private_room_is_invisible_to_outsiders(server: RunningServer, private: str) -> None:
+    """Secret (+s) and invite-only (+i) rooms: nothing of them reaches a non-member."""
     owner = server.client("owner").join("#incident")
-    owner.send("MODE #incident +s")
-    owner.expect("MODE", "#incident", "+s")
+    owner.send(f"MODE #incident +{private}")
+    owner.expect("MODE", "#incident", f"+{private}")
     owner.send("TOPIC #incident :prod is down")
     owner.expect("TOPIC")
     spy = server.client("spy")
@@ -114,11 +117,16 @@ def test_a_secret_room_is_invisible_to_outsiders(server: RunningServer) -> None:
     spy.expect("403")
     spy.send("PRIVMSG #incident :anyone?")
     spy.expect("403")
+    spy.send("PRIVMSG ChanServ :INFO #incident")
+    assert "No such room" in spy.expect("NOTICE", "spy").params[-1]
     member_view = server.client("member")
     owner.send("INVITE member #incident")
     member_view.expect("INVITE")
     member_view.send("JOIN #incident")
-    assert member_view.expect("353").params[1] == "@"  # the secret-room symbol
+    symbol = member_view.expect("353").params[1]
+    assert symbol == ("@" if private == "s" else "=")  # "@": the secret-room symbol
+    member_view.send("TOPIC #incident")
+    assert member_view.expect("332").params[-1] == "prod is down"  # members see it all
 
 
 def test_kick_checks_run_in_the_standard_order(server: RunningServer) -> None:

@@ -50,7 +50,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 continue
             status = room.members.get(conn)
             if status is None and ("n" in room.flags or "m" in room.flags):
-                if "s" in room.flags:
+                if "s" in room.flags or "i" in room.flags:  # private: not even its name
                     conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
                 else:
                     conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name,

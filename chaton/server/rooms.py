@@ -5,7 +5,8 @@ the room's modes (``room_modes``). Server admins may act in any room; what they 
 as admins (KICK) is audited. Checks run in the standard order: no such room (403), not on
 the room (442), not an operator (482), target not on the room (441).
 
-Privacy: a ``+s`` room is invisible to non-members in LIST, NAMES, WHO and WHOIS.
+Privacy: a ``+s`` or ``+i`` room is invisible to non-members in LIST, NAMES, WHO, WHOIS,
+TOPIC, MODE and ChanServ INFO.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ INVITE_TTL = 3600.0
 
 
 def visible_to(room: Channel, conn: Session) -> bool:
-    """May ``conn`` see that ``room`` exists (its name, members, topic)?"""
-    return "s" not in room.flags or conn in room.members
+    """May ``conn`` see the room (its name in LIST, members, topic, modes)? A private room,
+    ``+s`` or ``+i``, shows nothing to a non-member (JOIN's 473 is all it learns)."""
+    flags = room.flags
+    return ("s" not in flags and "i" not in flags) or conn in room.members
 
 
 def is_operator(room: Channel, conn: Session) -> bool:
