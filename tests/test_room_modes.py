@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chaton.store import RoomRecord, Store
+
 from conftest import RunningServer, add_account, logged_in
 
 StartServer = Callable[..., RunningServer]
@@ -178,13 +180,22 @@ _args = st.lists(st.sampled_from(["owner", "guest", "nobody", "key1", "5", "0", 
                                   "*", "", "99999999999"]), max_size=6)
 
 
-def test_random_mode_strings_never_break_the_room(start_server: StartServer) -> None:
+@pytest.mark.parametrize("registered", [False, True])
+def test_random_mode_strings_never_break_the_room(
+    start_server: StartServer, registered: bool
+) -> None:
     """Whatever MODE an operator sends, nothing raises and ``MODE #r`` agrees with what
-    was announced."""
+    was announced (and, in a registered room, with what the database holds)."""
     server = start_server(flood_rate=0)
     owner = server.client("owner").join("#r")
     guest = server.client("guest").join("#r")
     shown: dict[str, object] = {"flags": set("nt"), "k": None, "l": None}
+    if registered:  # as 'chaton room register' would, then the feed is read
+        with Store(server.settings.db_file) as store:
+            store.register_room(RoomRecord("#r", "#r", "someone", 1.0))
+        assert server.server.authority is not None
+        server.call(server.server.authority.apply_changes)
+        assert server.call(lambda: server.server.state.channels["#r"].owner) == "someone"
 
     @settings(max_examples=150, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -192,7 +203,8 @@ def test_random_mode_strings_never_break_the_room(start_server: StartServer) -> 
     def check(letters: str, args: list[str]) -> None:
         line = " ".join(["MODE", "#r", letters or "+", *(a for a in args if a and " " not in a)])
         owner.send(line)
-        for m in guest.sync():
+        owner.sync()  # the MODE is done (a registered room's write committed) before...
+        for m in guest.sync():  # ...the guest looks at what it was told
             if m.command != "MODE" or m.params[0] != "#r":
                 continue
             _track(shown, m.params[1], list(m.params[2:]))
@@ -212,6 +224,13 @@ def test_random_mode_strings_never_break_the_room(start_server: StartServer) -> 
     check()
     owner.sync()
     guest.sync()
+    if registered:
+        with Store(server.settings.db_file, readonly=True) as store:
+            record = store.get_room("#r")
+        assert record is not None
+        assert (set(record.flags), record.secret_key, record.user_limit) == (
+            shown["flags"], shown["k"],
+            None if shown["l"] is None else int(str(shown["l"])))
 
 
 def _track(shown: dict[str, object], modes: str, args: list[str]) -> None:
