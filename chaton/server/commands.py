@@ -59,6 +59,7 @@ def table() -> dict[str, Command]:
         # talking
         "PRIVMSG": c(messaging.relay, "PRIVMSG <target>[,<target>] :<text>"),
         "NOTICE": c(messaging.relay, "NOTICE <target>[,<target>] :<text>"),
+        "TAGMSG": c(messaging.relay, "@<tags> TAGMSG <target>[,<target>]"),
         # rooms
         "JOIN": c(rooms.join, "JOIN <room>[,<room>] [<key>]", 1),
         "PART": c(rooms.part, "PART <room>[,<room>] [:<reason>]", 1),

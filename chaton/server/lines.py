@@ -6,6 +6,8 @@ this module only decides which variant each recipient gets.
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -16,7 +18,20 @@ from chaton.protocol.message import encode_line, escape_tag_value
 if TYPE_CHECKING:
     from chaton.server.session import Session
 
-__all__ = ["Outgoing", "server_time"]
+__all__ = ["ACCOUNT_TAG", "MESSAGE_TAGS", "SERVER_TIME", "Outgoing", "new_msgid", "server_time"]
+
+#: ``Session.tag_mode`` bits: which tags a client gets (one encoded variant per value).
+SERVER_TIME = 1  # ``time``
+MESSAGE_TAGS = 2  # the sender's ``+client`` tags and ``msgid``
+ACCOUNT_TAG = 4  # ``account`` of a logged-in sender
+
+_MSGID_PREFIX = secrets.token_hex(4)  # per process: ids never repeat across restarts
+_msgids = itertools.count(1)
+
+
+def new_msgid() -> str:
+    """A message id unique on this server (IRCv3 ``msgid``): cheap, short, never reused."""
+    return f"{_MSGID_PREFIX}{next(_msgids):x}"
 
 
 def server_time(now: float | None = None) -> str:
@@ -28,11 +43,12 @@ def server_time(now: float | None = None) -> str:
 class Outgoing:
     """One message for many recipients, encoded at most once per tag variant.
 
-    ``Session.tag_mode`` picks the variant: bit 1 adds the ``time`` tag (server-time),
-    bit 2 adds the sender's client-only ``+tags`` (message-tags).
+    ``Session.tag_mode`` picks the variant (bits ``SERVER_TIME``, ``MESSAGE_TAGS``,
+    ``ACCOUNT_TAG``): a ``time`` tag, the sender's client-only ``+tags`` and the ``msgid``,
+    the sender's ``account``. A client that negotiated none gets the plain line.
     """
 
-    __slots__ = ("_at", "_client_tags", "_lines", "plain")
+    __slots__ = ("_account", "_at", "_client_tags", "_lines", "msgid", "plain")
 
     def __init__(
         self,
@@ -40,20 +56,29 @@ class Outgoing:
         command: str,
         params: Sequence[str],
         client_tags: dict[str, str] | None = None,
+        *,
+        msgid: str | None = None,
+        account: str | None = None,
     ) -> None:
         self.plain = encode_line(source, command, params)
         self._at = time.time()
         self._client_tags = client_tags
-        self._lines: list[bytes | None] = [self.plain, None, None, None]
+        self.msgid = msgid
+        self._account = account
+        self._lines: list[bytes | None] = [self.plain, None, None, None, None, None, None, None]
 
     def line_for(self, conn: Session) -> bytes:
         mode = conn.tag_mode
         line = self._lines[mode]
         if line is None:
             tags: list[str] = []
-            if mode & 1:
+            if mode & ACCOUNT_TAG and self._account:
+                tags.append("account=" + escape_tag_value(self._account))
+            if mode & MESSAGE_TAGS and self.msgid:
+                tags.append("msgid=" + self.msgid)
+            if mode & SERVER_TIME:
                 tags.append("time=" + server_time(self._at))
-            if mode & 2 and self._client_tags:
+            if mode & MESSAGE_TAGS and self._client_tags:
                 tags.extend(
                     f"{k}={escape_tag_value(v)}" if v else k for k, v in self._client_tags.items()
                 )
@@ -67,3 +92,10 @@ class Outgoing:
         for conn in conns:
             if conn is not skip:
                 conn.send(lines[conn.tag_mode] or self.line_for(conn))
+
+    def send_to_tagged(self, conns: Iterable[Session], skip: Session | None = None) -> None:
+        """Like :meth:`send_to`, but only to clients that negotiated ``message-tags``
+        (TAGMSG: a message that is nothing but tags)."""
+        for conn in conns:
+            if conn is not skip and conn.tag_mode & MESSAGE_TAGS:
+                conn.send(self.line_for(conn))

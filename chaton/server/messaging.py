@@ -13,59 +13,68 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server import chanserv
-from chaton.server.lines import Outgoing
+from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.room_modes import OP, VOICE, banned
 from chaton.server.targets import split_targets
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.session import Session
+    from chaton.server.state import Channel
 
 __all__ = ["relay"]
 
 
 def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    """PRIVMSG, NOTICE and TAGMSG. A NOTICE never gets an error back (no loops between
+    bots); a TAGMSG (only tags) reaches only clients that negotiated ``message-tags``."""
     command = msg.command
     params = msg.params
+    tagmsg = command == "TAGMSG"
+    quiet = command == "NOTICE"
     if not params or not params[0]:
-        conn.numeric(num.ERR_NORECIPIENT, f"No recipient given ({command})")
+        if not quiet:
+            conn.numeric(num.ERR_NORECIPIENT, f"No recipient given ({command})")
         return None
-    if len(params) < 2 or not params[1]:
-        conn.numeric(num.ERR_NOTEXTTOSEND, "No text to send")
+    if not tagmsg and (len(params) < 2 or not params[1]):
+        if not quiet:
+            conn.numeric(num.ERR_NOTEXTTOSEND, "No text to send")
         return None
     targets = split_targets(params[0])
     if len(targets) > server.settings.max_targets:
-        conn.numeric(num.ERR_TOOMANYTARGETS, params[0], "Too many recipients")
+        if not quiet:
+            conn.numeric(num.ERR_TOOMANYTARGETS, params[0], "Too many recipients")
         return None
-    text = params[1]
+    text = "" if tagmsg else params[1]
     tags = {k: v for k, v in msg.tags.items() if k[0] == "+"} if msg.tags else None
+    if tagmsg and not tags:
+        return None  # nothing to deliver
     echo = "echo-message" in conn.caps
     state = server.state
+    account = conn.account
     pending: Awaitable[None] | None = None
     for target in targets:
+        body = (target,) if tagmsg else (target, text)
         if target[:1] == "#":
             room = state.find_channel(target)
             if room is None:
-                conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
+                if not quiet:
+                    conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
                 continue
             status = room.members.get(conn)
-            if status is None and ("n" in room.flags or "m" in room.flags):
-                if "s" in room.flags or "i" in room.flags:  # private: not even its name
-                    conn.numeric(num.ERR_NOSUCHCHANNEL, target, "No such channel")
-                else:
-                    conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name,
-                                 "Cannot send to channel (join it first)")
+            refusal = _refusal(room, conn, status)
+            if refusal is not None:
+                if not quiet:
+                    code, why = refusal
+                    conn.numeric(code, target if code == num.ERR_NOSUCHCHANNEL else room.name,
+                                 why)
                 continue
-            if "m" in room.flags and not (status or 0) & (OP | VOICE):
-                conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name,
-                             "Cannot send to channel (+m: voice needed)")
-                continue
-            if room.bans and not (status or 0) & (OP | VOICE) and banned(room, conn):
-                conn.numeric(num.ERR_CANNOTSENDTOCHAN, room.name, "Cannot send to channel (+b)")
-                continue
-            Outgoing(conn.source, command, (room.name, text), tags).send_to(
-                room.members, skip=None if echo else conn
-            )
+            out = Outgoing(conn.source, command, (room.name, *body[1:]), tags,
+                           msgid=new_msgid(), account=account)
+            if tagmsg:
+                out.send_to_tagged(room.members, skip=None if echo else conn)
+            else:
+                out.send_to(room.members, skip=None if echo else conn)
         else:
             peer = state.find_nick(target)
             if peer is None:
@@ -73,15 +82,36 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                     if command == "PRIVMSG" and pending is None:
                         pending = chanserv.handle(server, conn, text)
                     continue
-                conn.numeric(num.ERR_NOSUCHNICK, target, "No such nick/channel")
+                if not quiet:
+                    conn.numeric(num.ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
-            out = Outgoing(conn.source, command, (peer.name, text), tags)
+            out = Outgoing(conn.source, command, (peer.name, *body[1:]), tags,
+                           msgid=new_msgid(), account=account)
+            if tagmsg:
+                out.send_to_tagged((peer,))
+                if echo and peer is not conn:
+                    out.send_to_tagged((conn,))
+                continue
             peer.send(out.line_for(peer))
             if echo and peer is not conn:
                 conn.send(out.line_for(conn))
             if peer.away is not None and command == "PRIVMSG":
                 conn.numeric(num.RPL_AWAY, peer.name, peer.away)
     return pending
+
+
+def _refusal(room: Channel, conn: Session, status: int | None) -> tuple[str, str] | None:
+    """Why ``conn`` may not speak in ``room`` (numeric and text), or ``None``: it may."""
+    flags = room.flags
+    if status is None and ("n" in flags or "m" in flags):
+        if "s" in flags or "i" in flags:  # private: not even its name
+            return num.ERR_NOSUCHCHANNEL, "No such channel"
+        return num.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (join it first)"
+    if "m" in flags and not (status or 0) & (OP | VOICE):
+        return num.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (+m: voice needed)"
+    if room.bans and not (status or 0) & (OP | VOICE) and banned(room, conn):
+        return num.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (+b)"
+    return None
 
 
 # PRIVMSG <target>{,<target>} <text to be sent>

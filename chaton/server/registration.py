@@ -19,7 +19,7 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import valid_nick
-from chaton.server.lines import Outgoing
+from chaton.server.lines import ACCOUNT_TAG, MESSAGE_TAGS, SERVER_TIME, Outgoing
 from chaton.server.registration_state import PassClaim
 
 if TYPE_CHECKING:
@@ -44,8 +44,11 @@ __all__ = [
 ]
 
 #: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
-SUPPORTED_CAPS = ("server-time", "message-tags", "echo-message", "multi-prefix", "sasl")
-_TAG_MODE_BITS = {"server-time": 1, "message-tags": 2}
+SUPPORTED_CAPS = (
+    "server-time", "message-tags", "echo-message", "multi-prefix", "account-tag", "sasl",
+)
+_TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
+                  "account-tag": ACCOUNT_TAG}
 _USERNAME = re.compile(r"[^A-Za-z0-9._-]")
 USERLEN = 16
 

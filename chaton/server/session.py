@@ -125,7 +125,7 @@ class Session(Registration):
         self.last_active = now
         self.ping_sent_at: float | None = None
         self.caps = NO_FLAGS  # replaced whole on change, so idle clients share one empty set
-        self.tag_mode = 0  # bit 1: server-time, bit 2: message-tags (see lines.Outgoing)
+        self.tag_mode = 0  # which tags this client gets (bits of lines.SERVER_TIME...)
         self._admin = False
         self.oper_account: str | None = None  # the admin account whose powers this client has
         self.password_gen = 0  # the login account's password generation at login
@@ -241,7 +241,9 @@ class Session(Registration):
             space = raw.find(b" ")
             tag_len = space if space >= 0 else len(raw)
             body_len = len(raw) - tag_len - 1
-            if tag_len > s.max_tag_bytes + 1 or body_len > s.max_line_bytes - 2:
+            # The client's tag section, '@' and the space after it included, is at most
+            # max_tag_bytes (IRCv3 message-tags: 4096).
+            if tag_len + 1 > s.max_tag_bytes or body_len > s.max_line_bytes - 2:
                 self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
                 return
         elif len(raw) > s.max_line_bytes - 2:

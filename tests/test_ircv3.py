@@ -1,0 +1,96 @@
+"""IRCv3 over real TLS: msgid, account-tag, TAGMSG, tag limits, and the NOTICE rule.
+
+Each capability is checked from both sides: a client that negotiated it and one that did
+not (which must see exactly what it saw before).
+"""
+
+from __future__ import annotations
+
+from conftest import RunningServer, add_account, logged_in
+
+PW = "ircv3 password 1"
+
+
+def test_messages_carry_a_msgid_shared_by_every_recipient_and_the_echo(
+    server: RunningServer,
+) -> None:
+    alice = server.client().register("alice", caps=("message-tags", "echo-message"))
+    bob = server.client().register("bob", caps=("message-tags",))
+    plain = server.client("plain")
+    for c in (alice, bob, plain):
+        c.join("#room")
+    alice.send("PRIVMSG #room :hello")
+    echo = alice.expect("PRIVMSG", "#room")
+    got = bob.expect("PRIVMSG", "#room")
+    assert echo.tags["msgid"] and echo.tags["msgid"] == got.tags["msgid"]
+    assert plain.expect("PRIVMSG", "#room").tags == {}  # no message-tags: no tags at all
+    alice.send("PRIVMSG #room :again")
+    assert alice.expect("PRIVMSG", "#room").tags["msgid"] != echo.tags["msgid"]
+    alice.send("PRIVMSG bob :private")
+    assert bob.expect("PRIVMSG", "bob").tags["msgid"]
+
+
+def test_account_tag_names_the_sender_s_account(server: RunningServer) -> None:
+    add_account(server.settings, "olga", PW)
+    olga = logged_in(server, "olga", "olga", PW)
+    seer = server.client().register("seer", caps=("account-tag",))
+    blind = server.client("blind")
+    guest = server.client("guest")
+    for c in (olga, seer, blind, guest):
+        c.join("#room")
+    olga.send("PRIVMSG #room :from an account")
+    assert seer.expect("PRIVMSG", "#room").tags == {"account": "olga"}
+    assert blind.expect("PRIVMSG", "#room").tags == {}
+    guest.send("PRIVMSG #room :from a guest")
+    assert "account" not in seer.expect("PRIVMSG", "#room").tags
+
+
+def test_tagmsg_reaches_only_clients_with_message_tags(server: RunningServer) -> None:
+    alice = server.client().register("alice", caps=("message-tags",))
+    bob = server.client().register("bob", caps=("message-tags",))
+    plain = server.client("plain")
+    for c in (alice, bob, plain):
+        c.join("#room")
+    alice.send("@+typing=active TAGMSG #room")
+    got = bob.expect("TAGMSG", "#room")
+    assert got.tags["+typing"] == "active" and got.tags["msgid"]
+    assert (got.source or "").startswith("alice!")
+    alice.send("@+typing=paused TAGMSG bob")
+    assert bob.expect("TAGMSG", "bob").tags["+typing"] == "paused"
+    alice.send("PRIVMSG #room :marker")
+    assert not [m for m in plain.sync() if m.command == "TAGMSG"]
+    plain.send("TAGMSG #room")  # no tags: nothing to deliver, and no error either
+    assert not [m for m in plain.sync() if m.command[0] in "45"]
+    # A client-only tag never reaches a client without message-tags, even on PRIVMSG.
+    alice.send("@+draft/reply=x PRIVMSG #room :tagged")
+    assert plain.expect("PRIVMSG", "#room", "tagged").tags == {}
+
+
+def test_the_client_tag_section_is_at_most_4096_bytes_with_at_and_space(
+    server: RunningServer,
+) -> None:
+    alice = server.client().register("alice", caps=("message-tags",))
+    bob = server.client().register("bob", caps=("message-tags",))
+    value = "x" * (4096 - len("@+a= "))  # exactly 4096 bytes with '@' and the space
+    alice.send(f"@+a={value} PRIVMSG bob :fits")
+    assert bob.expect("PRIVMSG", "bob", "fits").tags["+a"] == value
+    alice.send(f"@+a={value}y PRIVMSG bob :too long")
+    alice.expect("417")
+    bob.send("PRIVMSG alice :after")  # bob got nothing from the refused line
+    alice.expect("PRIVMSG", "alice", "after")
+    assert not [m for m in bob.sync() if m.params[-1:] == ("too long",)]
+
+
+def test_notice_never_gets_an_automatic_reply(server: RunningServer) -> None:
+    bot = server.client("bot")
+    bot.send("NOTICE nobody :hi")
+    bot.send("NOTICE #nowhere :hi")
+    bot.send("NOTICE")
+    bot.send("NOTICE bot")
+    owner = server.client("owner").join("#shut")
+    owner.send("MODE #shut +m")
+    owner.expect("MODE")
+    bot.send("NOTICE #shut :outside")
+    assert not [m for m in bot.sync() if m.command[0] in "45"]
+    bot.send("PRIVMSG nobody :hi")  # PRIVMSG still gets its errors
+    bot.expect("401")
