@@ -94,3 +94,69 @@ def test_notice_never_gets_an_automatic_reply(server: RunningServer) -> None:
     assert not [m for m in bot.sync() if m.command[0] in "45"]
     bot.send("PRIVMSG nobody :hi")  # PRIVMSG still gets its errors
     bot.expect("401")
+
+
+def test_userhost_in_names_and_multi_prefix_are_acknowledged(server: RunningServer) -> None:
+    full = server.client()
+    full.send("CAP LS 302")
+    full.send("CAP REQ :multi-prefix userhost-in-names")
+    full.send("NICK full")
+    full.send("USER fu 0 * :Full")
+    assert full.expect("CAP", "*", "ACK").params[-1] == "multi-prefix userhost-in-names"
+    full.send("CAP END")
+    full.expect("001")
+    full.nick = "full"
+    full.join("#room")
+    short = server.client("short").join("#room")
+    full.send("NAMES #room")
+    listed = set(full.expect("353").params[-1].split())
+    assert listed == {"@full!~fu@" + _host(full, "full"), "short!~u@" + _host(full, "short")}
+    short.send("NAMES #room")
+    assert set(short.expect("353").params[-1].split()) == {"@full", "short"}
+
+
+def _host(c: object, nick: str) -> str:
+    """The host part chaton shows for ``nick`` (asked with WHOIS)."""
+    from conftest import IrcClient
+
+    assert isinstance(c, IrcClient)
+    c.send(f"WHOIS {nick}")
+    host = c.expect("311").params[3]
+    c.expect("318")
+    return host
+
+
+def test_user_needs_a_user_name_and_a_real_name(server: RunningServer) -> None:
+    c = server.client()
+    c.send("NICK someone")
+    c.send("USER u 0 * :")
+    assert c.expect("461").params[1] == "USER"
+    c.send("USER u 0 * :Real Name")
+    c.expect("001")
+
+
+def test_sasl_total_too_long_fails_with_904_and_a_long_chunk_with_905(
+    server: RunningServer,
+) -> None:
+    c = server.client()
+    c.send("CAP REQ :sasl")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    c.send("AUTHENTICATE " + "A" * 401)
+    c.expect("905")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE", "+")
+    for _ in range(30):  # 400-byte chunks past the whole exchange's limit
+        c.send("AUTHENTICATE " + "A" * 400)
+    c.expect("904")
+
+
+def test_lusers_counts_invisible_users_and_the_peak_of_users(server: RunningServer) -> None:
+    a = server.client("a")
+    server.client()  # connected, never registered: not a user
+    a.send("MODE a +i")
+    a.expect("MODE", "a", "+i")
+    server.client("b")
+    a.send("LUSERS")
+    assert a.expect("251").params[-1] == "There are 1 users and 1 invisible on 1 server"
+    assert a.expect("265").params[1:3] == ("2", "2")

@@ -298,9 +298,9 @@ def authenticate(server: ChatServer, conn: Session, msg: Message) -> Awaitable[N
         return None
     if arg != "+":
         conn.sasl_buffer.append(arg)
-    if sum(map(len, conn.sasl_buffer)) > SASL_MAX:
+    if sum(map(len, conn.sasl_buffer)) > SASL_MAX:  # each chunk fits, the whole does not
         conn.sasl_buffer = None
-        conn.numeric(num.ERR_SASLTOOLONG, "SASL message too long")
+        conn.numeric(num.ERR_SASLFAIL, "SASL authentication failed (the message is too long)")
         return None
     if len(arg) == SASL_CHUNK:
         return None  # more chunks follow

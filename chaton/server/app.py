@@ -59,6 +59,7 @@ class ChatServer:
             settings.rooms_created_per_ip, settings.rooms_created_window
         )
         self.admins: set[Session] = set()  # kept by Session.is_admin
+        self.invisible: set[Session] = set()  # registered clients with user mode +i
         self.started = time.time()
         self.max_seen = 0
         self._dirty: list[TlsConnection] = []
@@ -121,13 +122,13 @@ class ChatServer:
     def _refusal(self, conn: Session) -> str | None:
         self.sessions.add(conn)
         refusal = self.admission.admit(conn, time.monotonic())
-        self.max_seen = max(self.max_seen, self.admission.open)
         if refusal is None and self.authority is not None:
             refusal = self.authority.admit(conn)
         return refusal
 
     def on_registered(self, conn: Session) -> None:
         self.admission.registered(conn)
+        self.max_seen = max(self.max_seen, len(self.state.nicks))  # users, not connections
 
     def on_link_ready(self, conn: Session) -> None:
         if conn.refusal:
@@ -152,6 +153,7 @@ class ChatServer:
     def on_connection_lost(self, conn: Session) -> None:
         self.on_closing(conn)
         self.admins.discard(conn)
+        self.invisible.discard(conn)
         self.sessions.discard(conn)
         if conn.linked:
             self.client_log(conn.group, logging.INFO, "disconnect ip=%s nick=%s reason=%s",

@@ -45,7 +45,8 @@ __all__ = [
 
 #: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
 SUPPORTED_CAPS = (
-    "server-time", "message-tags", "echo-message", "multi-prefix", "account-tag", "sasl",
+    "server-time", "message-tags", "echo-message", "multi-prefix", "userhost-in-names",
+    "account-tag", "sasl",
 )
 _TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
                   "account-tag": ACCOUNT_TAG}
@@ -133,6 +134,9 @@ def change_nick(server: ChatServer, conn: Session, new: str) -> None:
 
 # USER <username> 0 * :<realname>
 def user(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    if not msg.params[0] or not msg.params[3]:
+        conn.numeric(num.ERR_NEEDMOREPARAMS, "USER", "A user name and a real name are needed")
+        return None
     name = _USERNAME.sub("", msg.params[0])[:USERLEN]
     conn.user_given("~" + (name or "user"), msg.params[3][:100])
     return progress(server, conn)
@@ -205,9 +209,9 @@ def complete(server: ChatServer, conn: Session) -> bool:
         return False
     s = server.settings
     conn.complete()
-    server.on_registered(conn)
     conn.last_active = time.monotonic()
     server.state.add_nick(conn, conn.nick)
+    server.on_registered(conn)
     conn.numeric(num.RPL_WELCOME, f"Welcome to the {s.network_name} network, {conn.source}")
     _send_template(conn, _welcome_templates(server)[0])
     send_lusers(server, conn)
@@ -280,7 +284,9 @@ def send_lusers(server: ChatServer, conn: Session) -> None:
     users = len(server.state.nicks)
     unknown = max(0, len(server.sessions) - users)  # O(1): this runs in every welcome
     admins = len(server.admins)
-    conn.numeric(num.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 server")
+    invisible = len(server.invisible)
+    conn.numeric(num.RPL_LUSERCLIENT,
+                 f"There are {users - invisible} users and {invisible} invisible on 1 server")
     conn.numeric(num.RPL_LUSEROP, str(admins), "operator(s) online")
     conn.numeric(num.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
     conn.numeric(num.RPL_LUSERCHANNELS, str(len(server.state.channels)), "channels formed")

@@ -77,10 +77,11 @@ def send_names(server: ChatServer, conn: Session, room: Channel) -> None:
     symbol = "@" if "s" in room.flags else "="
     head = len(f":{server.name} 353 {conn.name} {symbol} {room.name} :".encode()) + 2
     multi = "multi-prefix" in conn.caps
+    full = "userhost-in-names" in conn.caps
     batch: list[str] = []
     size = head
     for member, status in room.members.items():
-        name = prefix(status, multi=multi) + member.name
+        name = prefix(status, multi=multi) + (member.source if full else member.name)
         if batch and size + len(name) + 1 > MAX_LINE_BYTES - 2:
             conn.numeric(num.RPL_NAMREPLY, symbol, room.name, " ".join(batch))
             batch, size = [], head
@@ -462,9 +463,11 @@ def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> 
             elif letter == "i":
                 if adding and "i" not in conn.user_modes:
                     conn.user_modes = conn.user_modes | {"i"}
+                    server.invisible.add(conn)
                     added.append("i")
                 elif not adding and "i" in conn.user_modes:
                     conn.user_modes = conn.user_modes - {"i"}
+                    server.invisible.discard(conn)
                     removed.append("i")
             elif letter == "o" and not adding and conn.is_admin:
                 conn.is_admin = False
