@@ -40,6 +40,13 @@ class Settings:
     # --- identity --------------------------------------------------------------------------
     server_name: str = field(default="chaton.local", metadata=_doc("the server's IRC name"))
     network_name: str = field(default="chaton", metadata=_doc("NETWORK in ISUPPORT"))
+    account_host: str = field(
+        default="{account}.users.{server}",
+        metadata=_doc("the host others see for a logged-in user ({account}, {server})"),
+    )
+    guest_host: str = field(
+        default="guest.{server}", metadata=_doc("the host others see for a guest ({server})")
+    )
     default_channel: str = field(default="#general", metadata=_doc("room clients join first"))
     motd: str = field(
         default="Welcome to chaton, a TLS-only team chat. Type /help in the chaton client.",
@@ -279,6 +286,17 @@ def _validate(s: Settings, source: str) -> None:
         raise ConfigError(f"{source}: default_channel: {why}") from None
     if not s.server_name or " " in s.server_name or "." not in s.server_name:
         raise ConfigError(f"{source}: server_name must be a host-like name such as chat.local")
+    from chaton.server.hosts import HOST_SHAPE, visible_host
+
+    for name in ("account_host", "guest_host"):
+        try:
+            shown = visible_host(s, "alice" if name == "account_host" else None)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"{source}: {name} may use only {{account}} and {{server}}"
+                              ) from None
+        if not HOST_SHAPE.fullmatch(shown):
+            raise ConfigError(f"{source}: {name} must give a host name (letters, digits, "
+                              f"'.', '-' and ':'), not {shown!r}")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

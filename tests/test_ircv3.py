@@ -160,3 +160,98 @@ def test_lusers_counts_invisible_users_and_the_peak_of_users(server: RunningServ
     a.send("LUSERS")
     assert a.expect("251").params[-1] == "There are 1 users and 1 invisible on 1 server"
     assert a.expect("265").params[1:3] == ("2", "2")
+
+
+def test_visible_hosts_are_host_names_and_never_the_address(server: RunningServer) -> None:
+    add_account(server.settings, "Ol[ga]", PW)
+    olga = logged_in(server, "Ol[ga]", "Ol[ga]", PW)
+    guest = server.client("guest")
+    olga.send("WHOIS guest")
+    assert olga.expect("311").params[3] == "guest.chaton.local"
+    guest.send("WHOIS Ol[ga]")
+    assert guest.expect("311").params[3] == "ol-ga-.users.chaton.local"
+    assert not [m for m in guest.sync() if m.command == "338"]  # the address: admins only
+    olga.join("#room")
+    guest.join("#room")
+    olga.send("PRIVMSG #room :hi")
+    assert guest.expect("PRIVMSG", "#room").source == "Ol[ga]!~u@ol-ga-.users.chaton.local"
+
+
+def test_host_settings_are_checked() -> None:
+    import pytest
+
+    from chaton.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="account_host must give a host name"):
+        Settings().replace(account_host="users/{account}")
+    with pytest.raises(ConfigError, match="may use only"):
+        Settings().replace(guest_host="{who}.x")
+    assert Settings().replace(guest_host="visitor.{server}").guest_host == "visitor.{server}"
+
+
+def test_extended_join_and_away_notify(server: RunningServer) -> None:
+    add_account(server.settings, "olga", PW)
+    ext = server.client().register("ext", caps=("extended-join", "away-notify"))
+    plain = server.client("plain")
+    ext.join("#room")
+    plain.join("#room")
+    olga = logged_in(server, "olga", "olga", PW)
+    olga.send("AWAY :at lunch")
+    olga.expect("306")
+    olga.send("JOIN #room")
+    joined = ext.expect("JOIN", where=lambda m: (m.source or "").startswith("olga!"))
+    assert joined.params == ("#room", "olga", "Test olga") or joined.params[:2] == (
+        "#room", "olga")
+    assert ext.expect("AWAY").params == ("at lunch",)  # away-notify: told on join
+    assert plain.expect("JOIN", where=lambda m: (m.source or "").startswith("olga!")
+                        ).params == ("#room",)
+    olga.send("AWAY")
+    assert (ext.expect("AWAY").source or "").startswith("olga!")  # back: no parameter
+    guest = server.client("guest")
+    guest.send("JOIN #room")
+    assert ext.expect("JOIN", where=lambda m: (m.source or "").startswith("guest!")
+                      ).params[1] == "*"  # no account
+    assert not [m for m in plain.sync() if m.command == "AWAY"]
+
+
+def test_setname_and_invite_notify(server: RunningServer) -> None:
+    alice = server.client().register("alice", caps=("setname", "invite-notify"))
+    bob = server.client().register("bob", caps=("setname",))
+    plain = server.client("plain")
+    for c in (alice, bob, plain):
+        c.join("#room")
+    bob.send("SETNAME :Bob the Builder")
+    assert bob.expect("SETNAME").params == ("Bob the Builder",)  # confirmed to itself
+    assert (alice.expect("SETNAME").source or "").startswith("bob!")
+    bob.send("WHOIS bob")
+    assert bob.expect("311").params[-1] == "Bob the Builder"
+    bob.send("SETNAME :" + "x" * 101)
+    assert bob.expect("FAIL").params[:2] == ("SETNAME", "INVALID_REALNAME")
+    bob.send("INVITE carol #room")  # no such nick
+    bob.expect("401")
+    carol = server.client("carol")
+    bob.send("INVITE carol #room")
+    bob.expect("341")
+    carol.expect("INVITE", "carol", "#room")
+    told = alice.expect("INVITE", "carol", "#room")
+    assert (told.source or "").startswith("bob!")
+    assert not [m for m in plain.sync() if m.command in ("SETNAME", "INVITE")]
+
+
+def test_a_late_sasl_login_tells_account_notify_and_chghost(server: RunningServer) -> None:
+    import base64
+
+    add_account(server.settings, "olga", PW)
+    watcher = server.client().register("watcher", caps=("account-notify", "chghost"))
+    watcher.join("#room")
+    late = server.client().register("late", caps=("sasl", "chghost"))
+    late.join("#room")
+    late.send("AUTHENTICATE PLAIN")
+    late.expect("AUTHENTICATE", "+")
+    late.send("AUTHENTICATE " + base64.b64encode(f"olga\0olga\0{PW}".encode()).decode())
+    assert late.expect("CHGHOST").params == ("~u", "olga.users.chaton.local")
+    late.expect("903")
+    account = watcher.expect("ACCOUNT")
+    assert account.params == ("olga",) and (account.source or "").endswith("@guest.chaton.local")
+    change = watcher.expect("CHGHOST")
+    assert change.params == ("~u", "olga.users.chaton.local")

@@ -34,6 +34,7 @@ from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server.authority import LOGIN_HINT, Authority
 from chaton.server.login_limits import Attempt, LoginLimits, Wait
+from chaton.server.notify import tell_peers
 from chaton.server.registration_state import PassClaim
 from chaton.server.writer import StoreWriter
 from chaton.store import Account, AuditEntry, Store, StoreError
@@ -215,8 +216,14 @@ class AccountService:
         if record is not None:
             self.authority.refuse_banned(conn, record)
             return False
+        before = conn.source if conn.registered else None
         conn.logged_in(account.name)
         conn.password_gen = account.password_gen
+        if before is not None:  # a late SASL login: the account and the host change now
+            tell_peers(self.server, conn, "account-notify", "ACCOUNT", [account.name],
+                       source=before)
+            tell_peers(self.server, conn, "chghost", "CHGHOST", [conn.user or conn.name,
+                       conn.host], source=before, include_self=True)
         if self.authority.may_be_admin(account):
             conn.is_admin = True
             conn.oper_account = account.name

@@ -28,6 +28,7 @@ from chaton.server.admission import Admission
 from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
 from chaton.server.lines import Outgoing
+from chaton.server.registration import REALNAME_LEN
 from chaton.server.registration_state import Phase
 from chaton.server.room_modes import MAX_LIST, MAX_MODES
 from chaton.server.session import Session
@@ -252,6 +253,7 @@ class ChatServer:
             f"CHANNELLEN={s.channellen}",
             f"TOPICLEN={s.topiclen}",
             f"AWAYLEN={s.awaylen}",
+            f"NAMELEN={REALNAME_LEN}",
             f"KICKLEN={s.kicklen}",
             f"CHANLIMIT=#:{s.max_channels_per_user}",
             f"MAXTARGETS={s.max_targets}",

@@ -73,6 +73,7 @@ def table() -> dict[str, Command]:
         "USERHOST": c(queries.userhost, "USERHOST <nick> [<nick>...]", 1),
         "ISON": c(queries.ison, "ISON <nick> [<nick>...]", 1),
         "AWAY": c(queries.away, "AWAY [:<message>]"),
+        "SETNAME": c(queries.setname, "SETNAME :<realname>", 1),
         "LUSERS": c(queries.lusers, "LUSERS"),
         "MOTD": c(queries.motd, "MOTD"),
         "VERSION": c(queries.version, "VERSION"),

@@ -11,7 +11,8 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import is_channel
-from chaton.server.registration import send_lusers, send_motd
+from chaton.server.notify import tell_peers
+from chaton.server.registration import REALNAME_LEN, send_lusers, send_motd
 from chaton.server.room_modes import prefix
 from chaton.server.rooms import visible_to
 
@@ -134,12 +135,27 @@ def ison(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
 # AWAY [<text>]
 def away(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     text = msg.param(0)[: server.settings.awaylen]
+    was = conn.away
     if text:
         conn.away = text
         conn.numeric(num.RPL_NOWAWAY, "You have been marked as being away")
     else:
         conn.away = None
         conn.numeric(num.RPL_UNAWAY, "You are no longer marked as being away")
+    if conn.away != was:
+        tell_peers(server, conn, "away-notify", "AWAY", [text] if text else [])
+    return None
+
+
+# SETNAME :<realname>   (IRCv3 setname)
+def setname(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    text = msg.param(0)
+    if not text or len(text) > REALNAME_LEN or not text.isprintable():
+        conn.send_msg("FAIL", "SETNAME", "INVALID_REALNAME",
+                      f"A real name is 1 to {REALNAME_LEN} printable characters")
+        return None
+    conn.realname = text
+    tell_peers(server, conn, "setname", "SETNAME", [text], include_self=True)
     return None
 
 

@@ -46,12 +46,15 @@ __all__ = [
 #: Capabilities chaton offers; ``sasl`` is offered with its mechanism list on CAP 302.
 SUPPORTED_CAPS = (
     "server-time", "message-tags", "echo-message", "multi-prefix", "userhost-in-names",
-    "account-tag", "sasl",
+    "account-tag", "account-notify", "away-notify", "extended-join", "invite-notify",
+    "chghost", "setname", "cap-notify", "sasl",
 )
 _TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
                   "account-tag": ACCOUNT_TAG}
 _USERNAME = re.compile(r"[^A-Za-z0-9._-]")
 USERLEN = 16
+#: Longest real name (ISUPPORT ``NAMELEN``), from USER or SETNAME.
+REALNAME_LEN = 100
 
 
 def _cap_ls(server: ChatServer, conn: Session, version: int) -> None:
@@ -138,7 +141,7 @@ def user(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         conn.numeric(num.ERR_NEEDMOREPARAMS, "USER", "A user name and a real name are needed")
         return None
     name = _USERNAME.sub("", msg.params[0])[:USERLEN]
-    conn.user_given("~" + (name or "user"), msg.params[3][:100])
+    conn.user_given("~" + (name or "user"), msg.params[3][:REALNAME_LEN])
     return progress(server, conn)
 
 

@@ -21,6 +21,7 @@ from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import BadRoomName, casefold, is_channel, room_key, room_name
 from chaton.protocol.wildcards import wildcard_match
 from chaton.server.lines import Outgoing
+from chaton.server.notify import send_join
 from chaton.server.room_modes import (
     LISTS,
     MAX_LIST,
@@ -142,7 +143,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         room, _created = server.state.join(conn, name)
         if room.owner is not None and server.registry is not None:
             room.members[conn] = server.registry.status_on_join(room, conn)
-        Outgoing(conn.source, "JOIN", [room.name]).send_to(room.members)
+        send_join(room, conn)
         if room.topic:
             _send_topic(conn, room)
         send_names(server, conn, room)
@@ -219,7 +220,11 @@ def invite(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] |
         room.invited.pop(next(iter(room.invited)))  # bounded: the oldest goes
     room.invited[casefold(guest.name)] = now + INVITE_TTL
     conn.numeric(num.RPL_INVITING, guest.name, room.name)
-    guest.send_msg("INVITE", guest.name, room.name, source=conn.source)
+    out = Outgoing(conn.source, "INVITE", [guest.name, room.name], account=conn.account)
+    guest.send(out.line_for(guest))
+    for member in room.members:  # invite-notify: the room hears of it too
+        if member is not conn and "invite-notify" in member.caps:
+            member.send(out.line_for(member))
     return None
 
 

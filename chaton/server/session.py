@@ -35,6 +35,7 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import LINE_TOO_LONG, LineTooLong, ProtocolError, parse
 from chaton.server.addresses import address_group
 from chaton.server.flood import TokenBucket
+from chaton.server.hosts import visible_host
 from chaton.server.registration_state import Registration
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class Session(Registration):
         "_admin",
         "_bucket",
         "_busy",
+        "_host",
         "_inbox",
         "_wakeup",
         "away",
@@ -128,6 +130,7 @@ class Session(Registration):
         self.tag_mode = 0  # which tags this client gets (bits of lines.SERVER_TIME...)
         self._admin = False
         self.oper_account: str | None = None  # the admin account whose powers this client has
+        self._host: tuple[str | None, str] | None = None  # (account, its visible host)
         self.password_gen = 0  # the login account's password generation at login
         self.oper_gen = 0  # the oper account's password generation at OPER
         self.away: str | None = None
@@ -157,8 +160,12 @@ class Session(Registration):
 
     @property
     def host(self) -> str:
-        """What others see as this client's host: the account, never the IP address."""
-        return f"user/{self.account}" if self.account else "chaton/guest"
+        """What others see as this client's host (``hosts.visible_host``), never the IP
+        address; worked out once per account (a login changes it)."""
+        cached = self._host
+        if cached is None or cached[0] != self.account:
+            cached = self._host = (self.account, visible_host(self.server.settings, self.account))
+        return cached[1]
 
     @property
     def source(self) -> str:

@@ -1,0 +1,56 @@
+"""Notifications some clients asked for: away-notify, account-notify, chghost, setname,
+invite-notify, extended-join.
+
+Each goes only to clients that negotiated its capability; a client that did not sees
+what it saw before. Built once per message (:class:`~chaton.server.lines.Outgoing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from chaton.server.lines import Outgoing
+
+if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
+    from chaton.server.session import Session
+    from chaton.server.state import Channel
+
+__all__ = ["send_join", "tell_peers"]
+
+
+def tell_peers(
+    server: ChatServer, conn: Session, cap: str, command: str, params: list[str],
+    *, source: str | None = None, include_self: bool = False,
+) -> None:
+    """``command`` from ``conn`` to everyone sharing a room with it who has ``cap``."""
+    out = Outgoing(source or conn.source, command, params, account=conn.account)
+    peers: Iterable[Session] = server.state.peers(conn)
+    for peer in peers:
+        if cap in peer.caps:
+            peer.send(out.line_for(peer))
+    if include_self and cap in conn.caps:
+        conn.send(out.line_for(conn))
+
+
+def send_join(room: Channel, conn: Session) -> None:
+    """The JOIN to the room's members: with account and real name for extended-join, and
+    the joiner's away message for away-notify members."""
+    plain = Outgoing(conn.source, "JOIN", [room.name], account=conn.account)
+    extended: Outgoing | None = None
+    away = None
+    for member in room.members:
+        caps = member.caps
+        if "extended-join" in caps:
+            if extended is None:
+                extended = Outgoing(conn.source, "JOIN",
+                                    [room.name, conn.account or "*", conn.realname or ""],
+                                    account=conn.account)
+            member.send(extended.line_for(member))
+        else:
+            member.send(plain.line_for(member))
+        if conn.away is not None and member is not conn and "away-notify" in caps:
+            if away is None:
+                away = Outgoing(conn.source, "AWAY", [conn.away], account=conn.account)
+            member.send(away.line_for(member))
