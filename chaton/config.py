@@ -41,11 +41,12 @@ class Settings:
     server_name: str = field(default="chaton.local", metadata=_doc("the server's IRC name"))
     network_name: str = field(default="chaton", metadata=_doc("NETWORK in ISUPPORT"))
     account_host: str = field(
-        default="{account}.users.{server}",
+        default="user.{account}.{server}",
         metadata=_doc("the host others see for a logged-in user ({account}, {server})"),
     )
     guest_host: str = field(
-        default="guest.{server}", metadata=_doc("the host others see for a guest ({server})")
+        default="guest.{cloak}.{server}",
+        metadata=_doc("the host others see for a guest ({cloak} of its address, {server})"),
     )
     default_channel: str = field(default="#general", metadata=_doc("room clients join first"))
     motd: str = field(
@@ -123,6 +124,11 @@ class Settings:
     require_account: bool = field(default=False, metadata=_doc("refuse clients not logged in"))
     room_creation: str = field(
         default="anyone", metadata=_doc("who may create rooms: anyone, accounts or admins")
+    )
+    monitor_limit: int = field(default=100, metadata=_doc("nicknames one client may MONITOR"))
+    whowas_limit: int = field(default=1000, metadata=_doc("nicknames WHOWAS remembers, in all"))
+    utf8_only: bool = field(
+        default=True, metadata=_doc("refuse invalid UTF-8 (FAIL INVALID_UTF8); off: replace it")
     )
     rooms_registered_per_account: int = field(
         default=10, metadata=_doc("rooms one account may register with ChanServ; 0 = no limit")
@@ -292,8 +298,8 @@ def _validate(s: Settings, source: str) -> None:
         try:
             shown = visible_host(s, "alice" if name == "account_host" else None)
         except (KeyError, IndexError, ValueError):
-            raise ConfigError(f"{source}: {name} may use only {{account}} and {{server}}"
-                              ) from None
+            raise ConfigError(f"{source}: {name} may use only {{account}} (account_host),"
+                              " {cloak} (guest_host) and {server}") from None
         if not HOST_SHAPE.fullmatch(shown):
             raise ConfigError(f"{source}: {name} must give a host name (letters, digits, "
                               f"'.', '-' and ':'), not {shown!r}")

@@ -101,7 +101,7 @@ HELP: tuple[str, ...] = (
     "Room operator commands (in the current room):",
     "  /op NICK...  /deop NICK...  /voice NICK...  /devoice NICK...",
     "  /invite NICK [ROOM]     let NICK into an invite-only (+i) room",
-    "  /mode [ROOM] MODES [ARGS]   e.g. /mode +i, /mode +k secret, /mode +b *!*@eve.users.*",
+    "  /mode [ROOM] MODES [ARGS]   e.g. /mode +i, /mode +k secret, /mode +b *!*@user.eve.*",
     "  /kick NICK [REASON]     remove a user from the current room",
     "  /register [ROOM]        keep the room (topic, modes, bans) across restarts; you own it",
     "  /cs COMMAND...          talk to ChanServ, the room service (/cs help)",

@@ -27,7 +27,9 @@ from chaton.server import commands
 from chaton.server.admission import Admission
 from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
+from chaton.server.hosts import cloak_key
 from chaton.server.lines import Outgoing
+from chaton.server.monitor import Monitor
 from chaton.server.registration import REALNAME_LEN
 from chaton.server.registration_state import Phase
 from chaton.server.room_modes import MAX_LIST, MAX_MODES
@@ -35,6 +37,7 @@ from chaton.server.session import Session
 from chaton.server.state import ServerState
 from chaton.server.throttle import SlidingWindowCounter
 from chaton.server.transport.tls_connection import TlsConnection
+from chaton.server.whowas import WhoWas
 
 if TYPE_CHECKING:
     from chaton.server.accounts import AccountService
@@ -61,6 +64,9 @@ class ChatServer:
         )
         self.admins: set[Session] = set()  # kept by Session.is_admin
         self.invisible: set[Session] = set()  # registered clients with user mode +i
+        self.cloak_key = cloak_key(settings.key_file)  # guests' visible hosts (hosts.py)
+        self.monitor = Monitor(self)
+        self.whowas = WhoWas(settings.whowas_limit)
         self.started = time.time()
         self.max_seen = 0
         self._dirty: list[TlsConnection] = []
@@ -129,6 +135,7 @@ class ChatServer:
 
     def on_registered(self, conn: Session) -> None:
         self.admission.registered(conn)
+        self.monitor.online(conn)
         self.max_seen = max(self.max_seen, len(self.state.nicks))  # users, not connections
 
     def on_link_ready(self, conn: Session) -> None:
@@ -147,7 +154,9 @@ class ChatServer:
             return
         self.admission.closing(conn)
         if was is Phase.REGISTERED and conn.nick is not None:
+            self.whowas.record(conn, conn.nick)
             peers = self.state.remove(conn)
+            self.monitor.offline(conn.nick)
             if peers:
                 Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"]).send_to(peers)
 
@@ -155,6 +164,7 @@ class ChatServer:
         self.on_closing(conn)
         self.admins.discard(conn)
         self.invisible.discard(conn)
+        self.monitor.forget(conn)
         self.sessions.discard(conn)
         if conn.linked:
             self.client_log(conn.group, logging.INFO, "disconnect ip=%s nick=%s reason=%s",
@@ -263,4 +273,9 @@ class ChatServer:
             f"MODES={MAX_MODES}",
             "SAFELIST",
             "ELIST=MU",
+            "WHOX",
+            f"MONITOR={s.monitor_limit}",
+            "STATUSMSG=@+",
+            "BOT=B",
+            *(["UTF8ONLY"] if s.utf8_only else []),
         ]

@@ -43,7 +43,18 @@ class Command:
 
 def table() -> dict[str, Command]:
     """Every command chaton knows, on one screen (built once per server)."""
-    from chaton.server import accounts, admin, chanserv, messaging, queries, registration, rooms
+    from chaton.server import (
+        accounts,
+        admin,
+        chanserv,
+        messaging,
+        monitor,
+        queries,
+        registration,
+        rooms,
+        who,
+        whowas,
+    )
 
     c = Command
     return {
@@ -68,7 +79,12 @@ def table() -> dict[str, Command]:
         "LIST": c(rooms.list_, "LIST"),
         "MODE": c(rooms.mode, "MODE <target> [<modes>]", 1),
         # queries
-        "WHO": c(queries.who, "WHO [<mask>]"),
+        "WHO": c(who.who, "WHO <mask> [o][%<fields>[,<token>]]"),
+        "WHOWAS": c(whowas.whowas, "WHOWAS <nick> [<count>]", 1),
+        "MONITOR": c(monitor.monitor, "MONITOR +|-|C|L|S [<nick>[,<nick>]]", 1),
+        "TIME": c(queries.time_, "TIME"),
+        "INFO": c(queries.info, "INFO"),
+        "ADMIN": c(queries.admin, "ADMIN"),
         "WHOIS": c(queries.whois, "WHOIS <nick>", 1),
         "USERHOST": c(queries.userhost, "USERHOST <nick> [<nick>...]", 1),
         "ISON": c(queries.ison, "ISON <nick> [<nick>...]", 1),

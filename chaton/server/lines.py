@@ -48,7 +48,7 @@ class Outgoing:
     the sender's ``account``. A client that negotiated none gets the plain line.
     """
 
-    __slots__ = ("_account", "_at", "_client_tags", "_lines", "msgid", "plain")
+    __slots__ = ("_account", "_at", "_bot", "_client_tags", "_lines", "msgid", "plain")
 
     def __init__(
         self,
@@ -59,12 +59,14 @@ class Outgoing:
         *,
         msgid: str | None = None,
         account: str | None = None,
+        bot: bool = False,
     ) -> None:
         self.plain = encode_line(source, command, params)
         self._at = time.time()
         self._client_tags = client_tags
         self.msgid = msgid
         self._account = account
+        self._bot = bot
         self._lines: list[bytes | None] = [self.plain, None, None, None, None, None, None, None]
 
     def line_for(self, conn: Session) -> bytes:
@@ -76,6 +78,8 @@ class Outgoing:
                 tags.append("account=" + escape_tag_value(self._account))
             if mode & MESSAGE_TAGS and self.msgid:
                 tags.append("msgid=" + self.msgid)
+            if mode & MESSAGE_TAGS and self._bot:
+                tags.append("bot")
             if mode & SERVER_TIME:
                 tags.append("time=" + server_time(self._at))
             if mode & MESSAGE_TAGS and self._client_tags:

@@ -53,8 +53,13 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     state = server.state
     account = conn.account
     pending: Awaitable[None] | None = None
+    bot = "B" in conn.user_modes
     for target in targets:
         body = (target,) if tagmsg else (target, text)
+        status_only = 0  # STATUSMSG: "@#room" reaches operators, "+#room" voice and up
+        if target[:2] in ("@#", "+#"):
+            status_only = OP if target[0] == "@" else OP | VOICE
+            target = target[1:]
         if target[:1] == "#":
             room = state.find_channel(target)
             if room is None:
@@ -69,8 +74,17 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                     conn.numeric(code, target if code == num.ERR_NOSUCHCHANNEL else room.name,
                                  why)
                 continue
-            out = Outgoing(conn.source, command, (room.name, *body[1:]), tags,
-                           msgid=new_msgid(), account=account)
+            shown = room.name if not status_only else body[0][0] + room.name
+            out = Outgoing(conn.source, command, (shown, *body[1:]), tags,
+                           msgid=new_msgid(), account=account, bot=bot)
+            if status_only:
+                members = [m for m, bits in room.members.items() if bits & status_only
+                           and (m is not conn or echo)]
+                if tagmsg:
+                    out.send_to_tagged(members)
+                else:
+                    out.send_to(members)
+                continue
             if tagmsg:
                 out.send_to_tagged(room.members, skip=None if echo else conn)
             else:
@@ -86,7 +100,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                     conn.numeric(num.ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
             out = Outgoing(conn.source, command, (peer.name, *body[1:]), tags,
-                           msgid=new_msgid(), account=account)
+                           msgid=new_msgid(), account=account, bot=bot)
             if tagmsg:
                 out.send_to_tagged((peer,))
                 if echo and peer is not conn:

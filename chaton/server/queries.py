@@ -1,5 +1,6 @@
-"""Questions about people and the server: WHO, WHOIS, USERHOST, ISON, LUSERS, MOTD,
-VERSION, and AWAY (which changes what WHO and WHOIS say)."""
+"""Questions about people and the server: WHOIS, USERHOST, ISON, LUSERS, MOTD, VERSION,
+TIME, INFO, ADMIN; and AWAY and SETNAME (which change what WHO and WHOIS say). WHO is
+``who.py``, WHOWAS ``whowas.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING
 from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
-from chaton.protocol.names import is_channel
 from chaton.server.notify import tell_peers
 from chaton.server.registration import REALNAME_LEN, send_lusers, send_motd
 from chaton.server.room_modes import prefix
@@ -19,58 +19,11 @@ from chaton.server.rooms import visible_to
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.session import Session
-    from chaton.server.state import Channel
 
-__all__ = ["away", "ison", "lusers", "motd", "userhost", "version", "who", "whois"]
-
-
-def _who_line(
-    server: ChatServer, conn: Session, room: str, other: Session, status: int = 0
-) -> None:
-    flags = ("G" if other.away is not None else "H") + ("*" if other.is_admin else "")
-    flags += prefix(status, multi="multi-prefix" in conn.caps)
-    conn.numeric(
-        num.RPL_WHOREPLY, room, other.user or "*", other.host, server.name, other.name, flags,
-        f"0 {other.realname or other.name}",
-    )
-
-
-# WHO <mask>   (a room, or a nickname)
-def who(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
-    mask = msg.param(0)
-    if is_channel(mask):
-        room = server.state.find_channel(mask)
-        if room is not None and not visible_to(room, conn):
-            room = None  # a secret room's members are its own business
-        if room is not None and len(room.members) * WHO_LINE_GUESS >= (
-            server.settings.sendq_bytes // 4
-        ):
-            return _who_room(server, conn, room, mask)  # too big for one go: paced
-        if room is not None:
-            for member, status in room.members.items():
-                _who_line(server, conn, room.name, member, status)
-    elif mask:
-        other = server.state.find_nick(mask)
-        if other is not None:
-            _who_line(server, conn, "*", other)
-    conn.numeric(num.RPL_ENDOFWHO, mask or "*", "End of WHO list")
-    return None
-
-
-#: A generous size of one 352 line: rooms whose WHO could pass a quarter of the send queue
-#: are answered paced, the rest at once (no extra loop pass for the common case).
-WHO_LINE_GUESS = 200
-
-
-async def _who_room(server: ChatServer, conn: Session, room: Channel, mask: str) -> None:
-    """A room's WHO, produced as the client reads it (a big room's can be long)."""
-    for member, status in list(room.members.items()):
-        if conn.closing:
-            return
-        if not member.closing:
-            _who_line(server, conn, room.name, member, status)
-            await conn.paced()
-    conn.numeric(num.RPL_ENDOFWHO, mask, "End of WHO list")
+__all__ = [
+    "admin", "away", "info", "ison", "lusers", "motd", "setname", "time_", "userhost",
+    "version", "whois",
+]
 
 
 # WHOIS [<server>] <nick>
@@ -97,6 +50,8 @@ def whois(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
         conn.numeric(num.RPL_AWAY, name, other.away)
     if other.account:
         conn.numeric(num.RPL_WHOISACCOUNT, name, other.account, "is logged in as")
+    if "B" in other.user_modes:
+        conn.numeric(num.RPL_WHOISBOT, name, "is a bot")
     conn.numeric(num.RPL_WHOISSECURE, name, "is using a secure connection (TLS)")
     if conn.is_admin or conn is other:
         conn.numeric(num.RPL_WHOISACTUALLY, name, other.ip_param, "Actual IP")
@@ -172,4 +127,32 @@ def motd(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
 def version(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
     conn.numeric(num.RPL_VERSION, f"chaton-{__version__}", server.name, "TLS-only team chat")
     conn.numeric(num.RPL_ISUPPORT, *server.isupport[:12], "are supported by this server")
+    return None
+
+
+# TIME
+def time_(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    now = time.time()
+    text = time.strftime("%A %B %d %Y -- %H:%M:%S UTC", time.gmtime(now))
+    conn.numeric(num.RPL_TIME, server.name, str(int(now)), "0", text)
+    return None
+
+
+# INFO
+def info(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    for line in (f"chaton {__version__}: a TLS-only team chat server",
+                 "IRC (Modern IRC and IRCv3) over TLS 1.2+, accounts with argon2id, SQLite.",
+                 f"Up since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(server.started))}"):
+        conn.numeric(num.RPL_INFO, line)
+    conn.numeric(num.RPL_ENDOFINFO, "End of INFO list")
+    return None
+
+
+# ADMIN
+def admin(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
+    conn.numeric(num.RPL_ADMINME, server.name, "Administrative info")
+    conn.numeric(num.RPL_ADMINLOC1, server.settings.network_name)
+    conn.numeric(num.RPL_ADMINLOC2, "Ask an admin in the default room, "
+                 + server.settings.default_channel)
+    conn.numeric(num.RPL_ADMINEMAIL, "-")
     return None

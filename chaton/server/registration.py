@@ -129,8 +129,11 @@ def change_nick(server: ChatServer, conn: Session, new: str) -> None:
     peers = server.state.peers(conn)
     old = conn.nick
     assert old is not None
+    server.whowas.record(conn, old)
     server.state.rename(conn, old, new)
     conn.nick = new
+    server.monitor.offline(old)
+    server.monitor.online(conn)
     out.send_to(peers)
     conn.send(out.line_for(conn))
 

@@ -25,7 +25,9 @@ from chaton.server.notify import send_join
 from chaton.server.room_modes import (
     LISTS,
     MAX_LIST,
+    MULTI_PREFIXES,
     OP,
+    PREFIXES,
     Change,
     ModeError,
     apply,
@@ -34,7 +36,6 @@ from chaton.server.room_modes import (
     listed,
     mode_string,
     parse_changes,
-    prefix,
 )
 from chaton.server.targets import split_targets
 
@@ -69,20 +70,21 @@ def _admin_now(server: ChatServer, conn: Session) -> bool:
     return conn.is_admin and server.authority is not None and server.authority.admin_powers(conn)
 
 
-def send_names(server: ChatServer, conn: Session, room: Channel) -> None:
+def send_names(server: ChatServer, conn: Session, room: Channel, *, end: bool = True) -> None:
     """353 lines, split so each fits in one IRC line, then 366 (sizes in bytes: a room
     name may be non-ASCII, and lines are cut at 512 bytes)."""
     if not visible_to(room, conn):
-        conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+        if end:
+            conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
         return
     symbol = "@" if "s" in room.flags else "="
     head = len(f":{server.name} 353 {conn.name} {symbol} {room.name} :".encode()) + 2
-    multi = "multi-prefix" in conn.caps
+    prefixes = MULTI_PREFIXES if "multi-prefix" in conn.caps else PREFIXES
     full = "userhost-in-names" in conn.caps
     batch: list[str] = []
     size = head
     for member, status in room.members.items():
-        name = prefix(status, multi=multi) + (member.source if full else member.name)
+        name = prefixes[status & 3] + (member.source if full else member.name)
         if batch and size + len(name) + 1 > MAX_LINE_BYTES - 2:
             conn.numeric(num.RPL_NAMREPLY, symbol, room.name, " ".join(batch))
             batch, size = [], head
@@ -90,7 +92,8 @@ def send_names(server: ChatServer, conn: Session, room: Channel) -> None:
         size += len(name) + 1
     if batch:
         conn.numeric(num.RPL_NAMREPLY, symbol, room.name, " ".join(batch))
-    conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+    if end:
+        conn.numeric(num.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
 
 
 def _send_topic(conn: Session, room: Channel) -> None:
@@ -254,12 +257,18 @@ def names(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     if len(wanted) > server.settings.max_targets:
         conn.numeric(num.ERR_TOOMANYTARGETS, msg.params[0], "Too many targets")
         return None
-    for name in wanted:
-        room = server.state.find_channel(name)
-        if room is None:
-            conn.numeric(num.RPL_ENDOFNAMES, name, "End of /NAMES list")
-        else:
-            send_names(server, conn, room)
+    if len(wanted) > 1:  # RFC 2812 and Modern IRC: the rooms' 353s, then one 366
+        for name in wanted:
+            room = server.state.find_channel(name)
+            if room is not None:
+                send_names(server, conn, room, end=False)
+        conn.numeric(num.RPL_ENDOFNAMES, ",".join(wanted), "End of /NAMES list")
+        return None
+    room = server.state.find_channel(wanted[0]) if wanted else None
+    if room is None:
+        conn.numeric(num.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list")
+    else:
+        send_names(server, conn, room)
     return None
 
 
@@ -474,6 +483,10 @@ def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> 
                     conn.user_modes = conn.user_modes - {"i"}
                     server.invisible.discard(conn)
                     removed.append("i")
+            elif letter == "B":  # a bot (ISUPPORT BOT=B): WHO, WHOIS and a message tag
+                if adding != ("B" in conn.user_modes):
+                    conn.user_modes = conn.user_modes ^ {"B"}
+                    (added if adding else removed).append("B")
             elif letter == "o" and not adding and conn.is_admin:
                 conn.is_admin = False
                 removed.append("o")
@@ -495,9 +508,34 @@ def kick_from(server: ChatServer, room: Channel, victim: Session, by: str, reaso
     server.state.part(victim, room)
 
 
-# KICK <channel> <user>{,<user>} [<comment>]   (room operators; admins anywhere, audited)
+# KICK <channel>{,<channel>} <user>{,<user>} [<comment>]
 def kick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | None:
-    room = server.state.find_channel(msg.params[0])
+    """One room and several users, or as many rooms as users, in pairs (RFC 2812)."""
+    rooms = split_targets(msg.params[0])
+    if len(rooms) <= 1:
+        return _kick_in(server, conn, msg, rooms[0] if rooms else msg.params[0])
+    nicks = msg.params[1].split(",")
+    if len(nicks) != len(rooms):
+        conn.numeric(num.ERR_NEEDMOREPARAMS, "KICK",
+                     "Give one room, or as many rooms as nicknames")
+        return None
+    if len(rooms) > server.settings.max_targets:
+        conn.numeric(num.ERR_TOOMANYTARGETS, msg.params[0], "Too many targets")
+        return None
+    pending = [p for room, nick in zip(rooms, nicks, strict=True) if (p := _kick_in(
+        server, conn, Message("KICK", (room, nick, *msg.params[2:])), room)) is not None]
+    return _all(pending) if pending else None
+
+
+async def _all(pending: list[Awaitable[None]]) -> None:
+    for each in pending:
+        await each
+
+
+# KICK <channel> <user>{,<user>} [<comment>]   (room operators; admins anywhere, audited)
+def _kick_in(server: ChatServer, conn: Session, msg: Message, name: str
+             ) -> Awaitable[None] | None:
+    room = server.state.find_channel(name)
     if room is None or (not visible_to(room, conn) and not conn.is_admin):
         conn.numeric(num.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return None

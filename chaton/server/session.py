@@ -35,7 +35,7 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import LINE_TOO_LONG, LineTooLong, ProtocolError, parse
 from chaton.server.addresses import address_group
 from chaton.server.flood import TokenBucket
-from chaton.server.hosts import visible_host
+from chaton.server.hosts import cloak, visible_host
 from chaton.server.registration_state import Registration
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class Session(Registration):
         "last_active",
         "link",
         "linked",
+        "monitoring",
         "oper_account",
         "oper_gen",
         "password_gen",
@@ -131,6 +132,7 @@ class Session(Registration):
         self._admin = False
         self.oper_account: str | None = None  # the admin account whose powers this client has
         self._host: tuple[str | None, str] | None = None  # (account, its visible host)
+        self.monitoring: set[str] = set()  # casefolded nicknames it MONITORs
         self.password_gen = 0  # the login account's password generation at login
         self.oper_gen = 0  # the oper account's password generation at OPER
         self.away: str | None = None
@@ -164,7 +166,10 @@ class Session(Registration):
         address; worked out once per account (a login changes it)."""
         cached = self._host
         if cached is None or cached[0] != self.account:
-            cached = self._host = (self.account, visible_host(self.server.settings, self.account))
+            server = self.server
+            guest = cloak(server.cloak_key, self.group) if self.account is None else ""
+            cached = self._host = (self.account,
+                                   visible_host(server.settings, self.account, guest))
         return cached[1]
 
     @property
@@ -256,7 +261,15 @@ class Session(Registration):
         elif len(raw) > s.max_line_bytes - 2:
             self.numeric(num.ERR_INPUTTOOLONG, "Input line was too long")
             return
-        text = raw.decode("utf-8", "replace")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
+            if s.utf8_only:  # UTF8ONLY: refused, not silently changed
+                command = text.split(" ", 2)[1 if text.startswith((":", "@")) else 0][:20]
+                self.send_msg("FAIL", command.upper() or "*", "INVALID_UTF8",
+                              "Message rejected: it is not valid UTF-8")
+                return
         try:
             msg = parse(text)
         except ProtocolError as exc:
