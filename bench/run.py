@@ -207,7 +207,8 @@ def _loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] 
 
 
 def chaton_revision() -> str:
-    """The repository's commit, with ``+dirty`` if chaton/ has uncommitted changes."""
+    """The repository's commit and the last that changed chaton/, with ``+dirty`` if chaton/
+    has uncommitted changes."""
     root = str(Path(__file__).resolve().parent.parent)
     try:
         rev = subprocess.run(
@@ -222,9 +223,19 @@ def chaton_revision() -> str:
             text=True,
             timeout=10,
         ).stdout.strip()
+        code = subprocess.run(
+            ["git", "-C", root, "log", "-1", "--format=%h", "HEAD", "--", "chaton"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return (rev or "unknown") + ("+dirty" if dirty else "")
+    # HEAD may be a bench-only commit: also name the last one that changed the server.
+    same = not code or code == rev
+    return (rev or "unknown") + ("" if same else f" (chaton/ as of {code})") + (
+        "+dirty" if dirty else ""
+    )
 
 
 def machine_info() -> dict[str, Any]:
