@@ -171,6 +171,7 @@ class IrcClient(asyncio.Protocol):
         self.error: str | None = None  # text of an ERROR line, or why the connection dropped
         self.numerics: Counter[str] = Counter()  # 4xx/5xx replies seen (unexpected in a bench)
         self.caps: set[str] = set()
+        self.quits = 0  # QUIT lines of other clients seen
         self._buf = LineBuffer(_MAX_LINE)
         self._waiters: dict[str, asyncio.Future[object]] = {}
         self._ping_seq = 0
@@ -222,6 +223,8 @@ class IrcClient(asyncio.Protocol):
             self._resolve("welcome", True)
         elif cmd == "366":
             self._resolve("joined:" + msg.param(1).lower(), True)
+        elif cmd == "QUIT":
+            self.quits += 1
         elif cmd == "CAP":
             self._cap(msg)
         elif cmd == "AUTHENTICATE":
@@ -337,6 +340,11 @@ class IrcClient(asyncio.Protocol):
         pong = self._want("pong:" + token)
         self.send("PING", token)
         await self._await(pong, "PING", timeout)
+
+    def quit(self, reason: str = "bench done") -> None:
+        """Send ``QUIT`` and let the server close the connection (not counted as a drop)."""
+        self._closing = True
+        self.send("QUIT", reason)
 
     def close(self) -> None:
         self._closing = True

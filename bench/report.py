@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROWS", "TARGETS", "Target", "aggregate", "markdown", "write_json"]
+__all__ = ["ROWS", "SPREAD", "TARGETS", "Target", "aggregate", "default_ratios", "markdown",
+           "write_json"]
 
 #: Per scenario, the rows of the results table: (label, metric key, format).
 ROWS: dict[str, list[tuple[str, str, str]]] = {}
@@ -23,11 +24,15 @@ _FANOUT = [
     ("server CPU % of phase", "server_cpu_pct", "{:.0f}"),
     ("generator CPU % of phase", "gen_cpu_pct", "{:.0f}"),
     ("connect+register+join/s", "reg_per_s", "{:,.0f}"),
+    ("server CPU ms/connect+register+join", "setup_server_cpu_ms_per_client", "{:.3f}"),
+    ("server CPU µs/QUIT (all but one quit)", "quit_server_cpu_us_per_quit", "{:.0f}"),
     ("RSS before → after MB", "rss_after_mb", "rss"),
 ]
 ROWS["a"] = ROWS["b"] = _FANOUT
-ROWS["c"] = [(("connect+register/s", k, f) if k == "reg_per_s" else (lb, k, f))
-             for lb, k, f in _FANOUT]  # fmt: skip
+_PAIRS_LABELS = {"reg_per_s": "connect+register/s",
+                 "setup_server_cpu_ms_per_client": "server CPU ms/connect+register"}
+ROWS["c"] = [(_PAIRS_LABELS.get(k, lb), k, f) for lb, k, f in _FANOUT
+             if k != "quit_server_cpu_us_per_quit"]  # fmt: skip
 ROWS["d"] = [
     ("registrations/s", "reg_per_s", "{:,.0f}"),
     ("registration p99 ms", "reg_p99_ms", "{:.1f}"),
@@ -84,6 +89,27 @@ ROWS["g"] = [
     ("attack: SASL guesses", "atk_login_attempts", "{:,.0f}"),
     ("attack: guesses hashed / throttled", "atk_login_wrong", "of:atk_login_throttled"),
 ]
+
+#: Per scenario, the metrics whose run-by-run values and paired ratios the spread table shows
+#: (the server-side costs that compare servers fairly, and the throughput the issue names).
+SPREAD: dict[str, list[tuple[str, str, str]]] = {
+    "a": [("server CPU µs/delivery", "server_cpu_us_per_delivery", "{:.2f}"),
+          ("deliveries/s", "deliveries_per_s", "{:,.0f}"),
+          ("server CPU ms/connect+register+join", "setup_server_cpu_ms_per_client", "{:.3f}"),
+          ("server CPU µs/QUIT", "quit_server_cpu_us_per_quit", "{:.0f}")],
+    "c": [("server CPU µs/delivery", "server_cpu_us_per_delivery", "{:.2f}"),
+          ("deliveries/s", "deliveries_per_s", "{:,.0f}"),
+          ("server CPU ms/connect+register", "setup_server_cpu_ms_per_client", "{:.3f}")],
+    "d": [("server CPU ms/registration", "server_cpu_ms_per_reg", "{:.3f}"),
+          ("RSS per idle connection KiB", "rss_per_conn_kb", "{:.1f}")],
+    "e": [("server CPU µs/delivery", "server_cpu_us_per_delivery", "{:.2f}"),
+          ("latency p99 ms", "lat_p99_ms", "{:.2f}")],
+    "f": [("chat p99 ms before storm", "before_p99_ms", "{:.2f}"),
+          ("server CPU ms/SASL login", "storm_server_cpu_ms_per_login", "{:.1f}"),
+          ("server CPU ms/registration", "plain_server_cpu_ms_per_reg", "{:.3f}")],
+    "g": [("during p99 / before p99", "during_p99_ratio", "{:.2f}")],
+}  # fmt: skip
+SPREAD["b"] = SPREAD["a"]
 
 #: The worst repeat, not the median: a loss or a refused user in any run counts.
 _MAX_KEYS = frozenset({"lost", "duplicates", "normal_dropped", "logins_failed"})
@@ -166,15 +192,27 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> floa
     return x / y
 
 
+def default_ratios(servers: list[str]) -> list[tuple[str, str]]:
+    """The ratio columns: chaton/ngircd, and chaton/chaton@REV for each older revision."""
+    out = [("chaton", "ngircd")] if "chaton" in servers and "ngircd" in servers else []
+    if "chaton" in servers:
+        out += [("chaton", s) for s in servers if s.startswith("chaton@")]
+    return out
+
+
 def markdown(
     medians: dict[str, dict[str, dict[str, Any]]],
     servers: list[str],
     titles: dict[str, str],
     repeats: int,
+    *,
+    ratios: list[tuple[str, str]] | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The results table (one block per scenario) and the targets table."""
-    compare = "chaton" in servers and "ngircd" in servers
-    head = ["Scenario", "Metric", *servers] + (["chaton/ngircd"] if compare else [])
+    """The results table (one block per scenario, a column per ratio), the spread table of
+    the ratio pairs (with ``runs``), and the targets table."""
+    ratios = default_ratios(servers) if ratios is None else ratios
+    head = ["Scenario", "Metric", *servers, *(f"{a}/{b}" for a, b in ratios)]
     lines = [
         f"Medians of {repeats} run(s); losses are the worst run.",
         "",
@@ -189,18 +227,61 @@ def markdown(
                 continue  # a metric no server produced (e.g. storm rows on ngircd only)
             row = [f"({key}) {title}" if first else "", label]
             row += [_cell(m, metric, fmt) for m in per]
-            if compare:
-                pair = medians.get(key, {})
+            pair = medians.get(key, {})
+            for a, b in ratios:
                 r = (
                     None
                     if fmt == "loss" or fmt.startswith("of:")
-                    else _ratio(pair.get("chaton"), pair.get("ngircd"), metric)
+                    else _ratio(pair.get(a), pair.get(b), metric)
                 )
                 row.append(f"{r:.2f}x" if r is not None else "")
             lines.append("| " + " | ".join(row) + " |")
             first = False
-    lines += ["", *_targets(medians, servers), *_problems(medians)]
+    lines.append("")
+    if runs and repeats > 1:
+        lines += _spread(runs, list(titles), ratios)
+    lines += [*_targets(medians, servers), *_problems(medians)]
     return "\n".join(lines)
+
+
+def _per_repeat(runs: list[dict[str, Any]], key: str, server: str, metric: str
+                ) -> dict[int, float]:
+    out = {}
+    for r in runs:
+        if r["scenario"] == key and r["server"] == server:
+            v = r.get("metrics", {}).get(metric)
+            if isinstance(v, int | float):
+                out[int(r.get("repeat", 0))] = v
+    return out
+
+
+def _spread(runs: list[dict[str, Any]], keys: list[str], ratios: list[tuple[str, str]]
+            ) -> list[str]:
+    """Per ratio pair: each repeat's value on both servers, and the ratio of the two runs of
+    the same repeat (they ran back to back), as median [min-max]."""
+    out = []
+    for a, b in ratios:
+        rows = []
+        for key in keys:
+            for label, metric, fmt in SPREAD.get(key, []):
+                va, vb = _per_repeat(runs, key, a, metric), _per_repeat(runs, key, b, metric)
+                if not va or not vb:
+                    continue
+                paired = [va[i] / vb[i] for i in sorted(va) if vb.get(i)]
+                shown = (f"{statistics.median(paired):.2f}x [{min(paired):.2f}-"
+                         f"{max(paired):.2f}]" if paired else "")  # fmt: skip
+                rows.append(f"| ({key}) | {label} | "
+                            + ", ".join(fmt.format(va[i]) for i in sorted(va)) + " | "
+                            + ", ".join(fmt.format(vb[i]) for i in sorted(vb))
+                            + f" | {shown} |")  # fmt: skip
+        if rows:
+            out += [f"### Spread: {a} vs {b}, run by run", "",
+                    f"Each repeat's value (in repeat order) and {a}/{b} of the two runs of one "
+                    "repeat: median [min-max].", "",
+                    f"| Scenario | Metric | {a} | {b} | {a}/{b} per repeat |",
+                    "|---|---|---|---|---|",
+                    *rows, ""]  # fmt: skip
+    return out
 
 
 def _targets(medians: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> list[str]:

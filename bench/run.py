@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import BenchError, Target
-from bench.report import aggregate, markdown, write_json
+from bench.report import aggregate, default_ratios, markdown, write_json
 from bench.scenarios import SCENARIOS, Context
 from bench.servers import (
     CHATON_BENCH_SETTINGS,
@@ -39,6 +39,7 @@ from bench.servers import (
     chaton_unavailable,
     create_chaton_accounts,
     create_chaton_accounts_cli,
+    export_revision,
     ngircd_install_hint,
     parse_setting,
     raise_nofile_limit,
@@ -71,7 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         "runs only when asked for: --scenarios g)")
     add("--repeats", type=int, metavar="N", help="runs per scenario (default 3; 1 with --quick)")
     add("--servers", default="chaton,ngircd", metavar="LIST",
-        help="comma-separated: chaton, ngircd (default: both)")
+        help="comma-separated: chaton, ngircd, chaton@REV (chaton at an older git revision, "
+        "see --baseline) (default: chaton,ngircd)")
+    add("--baseline", action="append", default=[], metavar="REV",
+        help="also measure chaton at git revision REV (commit, tag or branch of this "
+        "repository) as the server chaton@<commit>, in the same run: REV is exported with "
+        "'git archive' under the workdir and served from there (PYTHONPATH = that tree) with "
+        "the settings chaton gets; settings and --chaton-arg options that REV does not know "
+        "are dropped for it, and the output says which. Repeats interleave it with the other "
+        "servers (the order alternates between repeats) and the table gains a "
+        "chaton/chaton@<commit> ratio column, plus a run-by-run spread table. The export is "
+        "removed at the end. Same as adding chaton@REV to --servers; may be repeated")
     add("--ngircd", default="ngircd", metavar="PATH", help="ngircd binary (default: ngircd)")
     add("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
         help="extra chaton setting (TOML value), e.g. --set sendq_bytes=4194304")
@@ -91,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="end a delivery phase after S seconds without progress (default 10)")
     add("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
         help="the generator's event loop (default auto: uvloop when installed)")
+    add("--profile", type=Path, metavar="DIR",
+        help="run every chaton server (chaton@REV too) under cProfile and write "
+        "DIR/<server>-<scenario>-<repeat>.prof for each run (read with 'python -m pstats'); "
+        "profiling slows the server, so use it to see where the time goes, not for the table")
     add("--json", type=Path, metavar="PATH",
         help="results file (default: bench/results/latest.json, or quick.json with --quick)")
     add("--report", type=Path, metavar="JSON",
@@ -147,6 +162,37 @@ def _scenario_keys(text: str) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def _server_specs(text: str, baselines: list[str]) -> tuple[list[str], list[str]]:
+    """(``chaton``/``ngircd`` wanted, git revisions of chaton wanted) from --servers and
+    --baseline."""
+    wanted, revisions = [], []
+    for spec in [s.strip() for s in text.split(",") if s.strip()] + [
+        f"chaton@{b.strip()}" for b in baselines if b.strip()
+    ]:
+        name, at, rev = spec.partition("@")
+        if name.lower() == "chaton" and at and rev:
+            revisions.append(rev)
+        elif not at and spec.lower() in ("chaton", "ngircd"):
+            wanted.append(spec.lower())
+        else:
+            raise SystemExit(f"python -m bench: unknown server {spec!r}; use chaton, ngircd "
+                             "or chaton@REV")  # fmt: skip
+    return list(dict.fromkeys(wanted)), list(dict.fromkeys(revisions))
+
+
+def _revision_server(
+    rev: str, workdir: Path, certs: Path, overrides: dict[str, Any], chaton_args: list[str]
+) -> ChatonServer:
+    """chaton at git revision ``rev``, exported under ``workdir/revisions``."""
+    commit, short, tree = export_revision(rev, workdir / "revisions")
+    name = f"chaton@{short}"
+    return ChatonServer(
+        workdir / name, certs, name=name, data_dir=workdir / name / "data",
+        settings=dict(overrides), extra_args=list(chaton_args), root=tree, revision=short,
+        commit=commit,
+    )  # fmt: skip
+
+
 def _loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
     """The generator's event loop: uvloop if asked for or available, else asyncio's."""
     if choice != "asyncio":
@@ -161,7 +207,8 @@ def _loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] 
 
 
 def chaton_revision() -> str:
-    """The repository's commit, with ``+dirty`` if chaton/ has uncommitted changes."""
+    """The repository's commit and the last that changed chaton/, with ``+dirty`` if chaton/
+    has uncommitted changes."""
     root = str(Path(__file__).resolve().parent.parent)
     try:
         rev = subprocess.run(
@@ -176,9 +223,19 @@ def chaton_revision() -> str:
             text=True,
             timeout=10,
         ).stdout.strip()
+        code = subprocess.run(
+            ["git", "-C", root, "log", "-1", "--format=%h", "HEAD", "--", "chaton"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return (rev or "unknown") + ("+dirty" if dirty else "")
+    # HEAD may be a bench-only commit: also name the last one that changed the server.
+    same = not code or code == rev
+    return (rev or "unknown") + ("" if same else f" (chaton/ as of {code})") + (
+        "+dirty" if dirty else ""
+    )
 
 
 def machine_info() -> dict[str, Any]:
@@ -283,9 +340,7 @@ async def _main(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     keys = _scenario_keys(args.scenarios)
     repeats = args.repeats or (1 if args.quick else 3)
-    wanted = [s.strip().lower() for s in args.servers.split(",") if s.strip()]
-    if bad := [s for s in wanted if s not in ("chaton", "ngircd")]:
-        raise SystemExit(f"python -m bench: unknown server(s) {bad}; use chaton and/or ngircd")
+    wanted, revisions = _server_specs(args.servers, args.baseline)
     overrides = dict(parse_setting(s) for s in args.settings)
     nofile = raise_nofile_limit()
     params = {k: scenario_params(k, args) for k in keys}
@@ -301,13 +356,13 @@ async def _main(args: argparse.Namespace) -> int:
     temp = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="chaton-bench-")) if temp else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    servers: list[Server] = []
+    notes: list[str] = []
     try:
         certs = workdir / "certs"
         generate(certs, extra_hosts=["localhost", "127.0.0.1"], force=True)
         ctx_ssl = client_context(certs / "ca.pem")
 
-        servers: list[Server] = []
-        notes: list[str] = []
         if "chaton" in wanted:
             why = chaton_unavailable()
             if why:
@@ -318,6 +373,22 @@ async def _main(args: argparse.Namespace) -> int:
                     workdir / "chaton", certs, data_dir=workdir / "chaton" / "data",
                     settings=overrides, extra_args=list(args.chaton_args),
                 ))  # fmt: skip
+        for rev in revisions:
+            try:
+                old = _revision_server(rev, workdir, certs, overrides, args.chaton_args)
+            except ServerError as exc:
+                log(f"cannot measure chaton@{rev}: {exc}")
+                return 2
+            if any(s.name == old.name for s in servers):
+                continue  # the same commit named twice
+            log(f"{old.name}: commit {old.commit} exported to {old.root}")
+            for note in old.probe():
+                notes.append(note + ".")
+                log(note)
+            if why := chaton_unavailable(old):
+                log(f"cannot measure {old.name}: python -m chaton serve: {why}")
+                return 2
+            servers.append(old)
         if "ngircd" in wanted:
             binary = shutil.which(args.ngircd)
             if binary is None:
@@ -331,30 +402,34 @@ async def _main(args: argparse.Namespace) -> int:
 
         accounts: list[str] = []
         password = ""
-        chaton = next((s for s in servers if isinstance(s, ChatonServer)), None)
-        if chaton is not None:
+        chatons = [s for s in servers if isinstance(s, ChatonServer)]
+        for chaton in chatons:
             try:
                 chaton.check_config()
             except ServerError as exc:
                 log(str(exc))
                 return 2
-        if chaton is not None and ("f" in keys or "g" in keys):
+        if chatons and ("f" in keys or "g" in keys):
             password = secrets.token_urlsafe(18)
-        if chaton is not None and "f" in keys:
+        if chatons and "f" in keys:
             n = params["f"]["logins"]
             accounts = [f"storm{i}" for i in range(n)]
-            log(f"creating {n} SASL accounts in chaton's database (default argon2 settings)")
-            create_chaton_accounts(chaton, accounts, password)
+            for chaton in chatons:
+                log(f"creating {n} SASL accounts in {chaton.name}'s database (default argon2 "
+                    "settings)")  # fmt: skip
+                create_chaton_accounts(chaton, accounts, password)
         login_accounts: list[str] = []
-        if chaton is not None and "g" in keys:
+        if chatons and "g" in keys:
             wanted_names = [f"newbie{i}" for i in range(params["g"]["new_logins"])]
-            log(f"creating {len(wanted_names)} accounts for (g) with 'python -m chaton "
-                "account add --password-stdin'")  # fmt: skip
-            chaton.base = dict(SCENARIOS["g"].chaton_settings or CHATON_BENCH_SETTINGS)
-            not_made = create_chaton_accounts_cli(chaton, wanted_names, password)
-            for why in not_made:
-                log(f"could not create account {why}")
-            unusable = {why.split(":", 1)[0] for why in not_made}
+            unusable: set[str] = set()
+            for chaton in chatons:
+                log(f"creating {len(wanted_names)} accounts for (g) in {chaton.name} with "
+                    "'python -m chaton account add --password-stdin'")  # fmt: skip
+                chaton.base = dict(SCENARIOS["g"].chaton_settings or CHATON_BENCH_SETTINGS)
+                not_made = create_chaton_accounts_cli(chaton, wanted_names, password)
+                for why in not_made:
+                    log(f"could not create account {why}")
+                unusable |= {why.split(":", 1)[0] for why in not_made}
             login_accounts = [a for a in wanted_names if a not in unusable]
 
         titles = {k: SCENARIOS[k].describe(args.quick, params[k]) for k in keys}
@@ -372,9 +447,16 @@ async def _main(args: argparse.Namespace) -> int:
         total, i = repeats * sum(len(runs_on(k)) for k in keys), 0
         for rep in range(1, repeats + 1):
             for key in keys:
-                for server in runs_on(key):
+                # Alternate the order (A B, B A, ...) so a server is not always the one that
+                # runs right after the other (warm caches, a neighbour's load just starting).
+                order = runs_on(key) if rep % 2 else runs_on(key)[::-1]
+                for server in order:
                     i += 1
                     label = f"[{i}/{total}] ({key}) {server.name} #{rep}"
+                    if isinstance(server, ChatonServer) and args.profile is not None:
+                        server.profile_path = (
+                            args.profile.resolve() / f"{server.name}-{key}-{rep}.prof"
+                        )
                     record = await _run_one(server, key, args, ctx_ssl, label, accounts,
                                             password, login_accounts)  # fmt: skip
                     runs.append({**record, "repeat": rep})
@@ -392,7 +474,8 @@ async def _main(args: argparse.Namespace) -> int:
         }
         if "chaton" in versions:
             versions["chaton"]["version"] += f", commit {chaton_revision()}"
-        table = markdown(medians, names, titles, repeats)
+        ratios = default_ratios(names)
+        table = markdown(medians, names, titles, repeats, ratios=ratios, runs=runs)
         command = " ".join(["python -m bench", shlex.join(sys.argv[1:])]).strip()
         header = [
             f"`{command}` — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
@@ -416,6 +499,7 @@ async def _main(args: argparse.Namespace) -> int:
             "machine": info,
             "servers": versions,
             "notes": notes,
+            "ratios": ratios,
             "scenarios": {k: {"title": titles[k], "params": params[k]} for k in keys},
             "medians": medians,
             "runs": runs,
@@ -428,6 +512,8 @@ async def _main(args: argparse.Namespace) -> int:
         lossy = sum(1 for r in runs if r.get("metrics", {}).get("lost"))
         return 1 if failed or lossy else 0
     finally:
+        # The exported revisions go even when --workdir is kept (they are only git's copy).
+        shutil.rmtree(workdir / "revisions", ignore_errors=True)
         if temp:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -438,7 +524,9 @@ def _reprint(path: Path) -> int:
         data = json.loads(path.read_text())
         titles = {k: v["title"] for k, v in data["scenarios"].items()}
         servers = list(data["servers"])
-        table = markdown(data["medians"], servers, titles, data["repeats"])
+        ratios = [tuple(r) for r in data.get("ratios", default_ratios(servers))]
+        table = markdown(data["medians"], servers, titles, data["repeats"], ratios=ratios,
+                         runs=data.get("runs"))  # fmt: skip
     except (OSError, ValueError, KeyError) as exc:
         raise SystemExit(f"python -m bench: cannot read {path}: {exc}") from None
     print("\n".join(data.get("header", [])) + table)

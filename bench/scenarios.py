@@ -191,11 +191,12 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Metrics:
     """``clients`` in one room; ``senders`` of them send ``messages`` each, windowed."""
     n, senders, count = p["clients"], p["senders"], p["messages"]
     rec = Recorder()
-    rss0 = ctx.server.sample().rss_bytes
+    s0 = Snapshot.take(ctx.server)
     res = await _connect(ctx, [f"f{i}" for i in range(n)], rec, join=True)
     clients = res.clients
     try:
         await sync(clients, ctx.step_timeout)
+        setup = _setup_cost(s0, Snapshot.take(ctx.server), n)
         ctx.progress(f"{senders} sender(s) x {count} messages -> {n - 1} receivers each")
         a = Snapshot.take(ctx.server)
         sends = [
@@ -206,9 +207,40 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Metrics:
             for i, c in enumerate(clients[:senders])
         ]  # fmt: skip
         sent = sum(await asyncio.gather(*sends))
-        return await _room_metrics(ctx, res, rec, clients, n, sent, a, rss0)
+        out = await _room_metrics(ctx, res, rec, clients, n, sent, a, s0.server.rss_bytes)
+        return out | setup | await _quit_all(ctx, clients)
     finally:
         close_all(clients)
+
+
+def _setup_cost(a: Snapshot, b: Snapshot, n: int) -> Metrics:
+    """Server CPU of setting ``n`` clients up (connect, TLS, register, JOIN when the scenario
+    joins, and the one PING of the sync after it), per client."""
+    return {"setup_server_cpu_ms_per_client": (b.server.cpu_s - a.server.cpu_s) * 1e3 / n}
+
+
+async def _quit_all(ctx: Context, clients: list[IrcClient]) -> Metrics:
+    """All clients but the first send QUIT at once; server CPU until the first has seen every
+    QUIT (each one is relayed to the room's remaining members: the QUIT fan-out)."""
+    watcher, leaving = clients[0], clients[1:]
+    if not leaving:
+        return {}
+    ctx.progress(f"{len(leaving)} clients quit")
+    seen0 = watcher.quits
+    a = Snapshot.take(ctx.server)
+    for c in leaving:
+        c.quit()
+    deadline = time.monotonic() + max(ctx.step_timeout, len(leaving) / 50)
+    while watcher.quits - seen0 < len(leaving) and not watcher.closed:
+        if time.monotonic() > deadline:
+            return {"quit_error": f"{watcher.quits - seen0}/{len(leaving)} QUITs seen"}
+        await asyncio.sleep(0.005)
+    b = Snapshot.take(ctx.server)
+    cpu = b.server.cpu_s - a.server.cpu_s
+    out: Metrics = {"quit_wall_s": b.wall - a.wall, "quit_server_cpu_s": cpu}
+    if cpu >= _MIN_CPU_S:
+        out["quit_server_cpu_us_per_quit"] = cpu * 1e6 / len(leaving)
+    return out
 
 
 async def _room_metrics(
@@ -241,6 +273,7 @@ async def pairs(ctx: Context, p: dict[str, Any]) -> Metrics:
     rec = Recorder()
     rss0 = ctx.server.sample().rss_bytes
     nicks = [f"p{i}{side}" for i in range(n) for side in "ab"]
+    s0 = Snapshot.take(ctx.server)
     res = await _connect(ctx, nicks, rec, join=False)
     clients = res.clients
 
@@ -249,6 +282,7 @@ async def pairs(ctx: Context, p: dict[str, Any]) -> Metrics:
 
     try:
         await sync(clients, ctx.step_timeout)
+        setup = _setup_cost(s0, Snapshot.take(ctx.server), len(clients))
         ctx.progress(f"{len(clients)} clients x {count} private messages")
         a = Snapshot.take(ctx.server)
         sends = [
@@ -275,6 +309,7 @@ async def pairs(ctx: Context, p: dict[str, Any]) -> Metrics:
             **_deliveries(rec, expected),
             **_phase(a, b, rec.count),
             **_latency(rec.latencies()),
+            **setup,
             "rss_before_mb": rss0 / 2**20,
             "rss_after_mb": b.server.rss_bytes / 2**20,
             "errors": server_errors(clients),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import os
 import resource
 import shutil
@@ -17,10 +19,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "chaton_unavailable",
     "create_chaton_accounts",
     "create_chaton_accounts_cli",
+    "export_revision",
     "free_port",
     "ngircd_install_hint",
     "raise_nofile_limit",
@@ -294,7 +299,13 @@ def _toml_value(value: Any) -> str:
 
 @dataclass
 class ChatonServer(Server):
-    """``python -m chaton serve`` with the benchmark settings (see CHATON_BENCH_SETTINGS)."""
+    """``python -m chaton serve`` with the benchmark settings (see CHATON_BENCH_SETTINGS).
+
+    ``root`` is the tree whose ``chaton/`` runs: this checkout, or an older revision exported
+    by :func:`export_revision` (then ``revision`` is its short commit and the server is named
+    ``chaton@<revision>``). Anything that needs chaton's code for an older tree (its settings,
+    its database, its CLI) runs in a subprocess of that tree, never in this process.
+    """
 
     name: str = "chaton"
     supports_sasl: bool = True
@@ -303,19 +314,81 @@ class ChatonServer(Server):
     extra_args: list[str] = field(default_factory=list)  # e.g. ["--event-loop", "asyncio"]
     #: what ``settings`` overrides; a scenario may swap it (CHATON_ATTACK_SETTINGS for (g))
     base: dict[str, Any] = field(default_factory=lambda: dict(CHATON_BENCH_SETTINGS))
+    root: Path = REPO
+    revision: str = ""  # short commit of an exported older tree ("" for this checkout)
+    commit: str = ""  # its full commit
+    #: the tree's Settings field names (None: not checked; this checkout knows all it is given)
+    known_settings: frozenset[str] | None = None
+    #: write a cProfile of each run to ``profile_path`` (set by the runner per run)
+    profile_path: Path | None = None
+
+    @property
+    def is_revision(self) -> bool:
+        return self.root != REPO
 
     @property
     def config_path(self) -> Path:
         return self.workdir / "bench.toml"
 
     def effective_settings(self) -> dict[str, Any]:
-        return {**self.base, **self.settings}
+        values = {**self.base, **self.settings}
+        if self.known_settings is not None:
+            values = {k: v for k, v in values.items() if k in self.known_settings}
+        return values
+
+    def dropped_settings(self) -> list[str]:
+        """Settings the run would pass that this tree's Settings does not have."""
+        if self.known_settings is None:
+            return []
+        return [k for k in {**self.base, **self.settings} if k not in self.known_settings]
+
+    def run_python(self, code: str, *args: str, stdin: str = "", timeout: float = 60.0) -> str:
+        """Run ``code`` with this tree's chaton (``python -c`` in ``root``); its stdout."""
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", code, *args], input=stdin.encode(), capture_output=True,
+                cwd=self.root, env=self.env(), timeout=timeout,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ServerError(f"{self.name}: {exc}") from None
+        if result.returncode != 0:
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise ServerError(f"{self.name}: {err[-1] if err else result.returncode}")
+        return result.stdout.decode()
+
+    def probe(self) -> list[str]:
+        """For an older tree: check it imports from ``root``, learn its Settings fields and
+        drop ``extra_args`` its ``serve`` does not know. Returns notes on what was dropped."""
+        if not self.is_revision:
+            return []
+        out = json.loads(self.run_python(_PROBE))
+        where = Path(out["file"]).resolve()
+        if not where.is_relative_to(self.root.resolve()):
+            raise ServerError(f"{self.name}: python imports chaton from {where}, not {self.root}")
+        self.known_settings = frozenset(out["fields"])
+        notes = []
+        if dropped := self.dropped_settings():
+            notes.append(f"{self.name}: its Settings has no {', '.join(dropped)}; "
+                         "not passed to it")  # fmt: skip
+        kept = []
+        for arg in self.extra_args:
+            option = arg.split("=", 1)[0]
+            if option.startswith("--") and option not in out["serve_help"]:
+                notes.append(f"{self.name}: its 'chaton serve' has no {option}; {arg} not passed")
+            else:
+                kept.append(arg)
+        self.extra_args = kept
+        return notes
 
     def loaded_settings(self) -> Any:
-        """The :class:`chaton.config.Settings` the next start runs with (defaults filled in)."""
+        """The :class:`chaton.config.Settings` the next start runs with (defaults filled in);
+        for an older tree a namespace of the same values, read by that tree's loader."""
+        self.prepare()
+        if self.is_revision:
+            text = self.run_python(_LOAD_SETTINGS, str(self.config_path), str(self.data_dir))
+            return SimpleNamespace(**json.loads(text))
         from chaton.config import load_settings
 
-        self.prepare()
         return load_settings(self.config_path, data_dir=self.data_dir)
 
     def prepare(self) -> None:
@@ -328,6 +401,12 @@ class ChatonServer(Server):
 
     def check_config(self) -> None:
         """Write the TOML and validate it with chaton's own loader (ServerError if unusable)."""
+        if self.is_revision:
+            try:
+                self.loaded_settings()
+            except ServerError as exc:
+                raise ServerError(f"{self.name} rejects the benchmark settings: {exc}") from None
+            return
         from chaton.config import ConfigError, load_settings
 
         self.prepare()
@@ -337,8 +416,12 @@ class ChatonServer(Server):
             raise ServerError(f"chaton rejects the benchmark settings: {exc}") from None
 
     def command(self) -> list[str]:
+        python = [sys.executable]
+        if self.profile_path is not None:
+            self.profile_path.parent.mkdir(parents=True, exist_ok=True)
+            python += ["-m", "cProfile", "-o", str(self.profile_path)]
         return [
-            sys.executable, "-m", "chaton", "serve",
+            *python, "-m", "chaton", "serve",
             "--host", self.host, "--port", str(self.port),
             "--certs-dir", str(self.certs_dir), "--data-dir", str(self.data_dir),
             "--config", str(self.config_path), *self.extra_args,
@@ -346,11 +429,21 @@ class ChatonServer(Server):
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        # This tree first; for an older one, this checkout must not be on the path at all.
+        rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if self.is_revision:
+            rest = [p for p in rest if Path(p).resolve() != REPO]
+        env["PYTHONPATH"] = os.pathsep.join([str(self.root), *rest])
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
     def version(self) -> str:
+        if self.is_revision:
+            try:
+                v = json.loads(self.run_python(_PROBE))["version"]
+            except (ServerError, ValueError, KeyError):
+                v = "?"
+            return f"chaton {v} (Python {sys.version.split()[0]}), commit {self.revision}"
         try:
             from chaton import __version__
         except ImportError:
@@ -358,14 +451,87 @@ class ChatonServer(Server):
         return f"chaton {__version__} (Python {sys.version.split()[0]})"
 
 
-def chaton_unavailable() -> str | None:
-    """Why ``python -m chaton serve`` cannot run here, or None if it can."""
+#: Run in an older tree: where chaton comes from, its Settings fields, ``serve --help``.
+_PROBE = """
+import contextlib, dataclasses, io, json, sys
+import chaton, chaton.config, chaton.cli
+help_text = io.StringIO()
+with contextlib.redirect_stdout(help_text), contextlib.suppress(SystemExit):
+    chaton.cli.main(["serve", "--help"])
+print(json.dumps({"file": chaton.__file__, "version": getattr(chaton, "__version__", "?"),
+                  "fields": [f.name for f in dataclasses.fields(chaton.config.Settings)],
+                  "serve_help": help_text.getvalue()}))
+"""
+
+#: Run in an older tree: its loader's Settings for a config file, as JSON.
+_LOAD_SETTINGS = """
+import dataclasses, json, sys
+from pathlib import Path
+from chaton.config import load_settings
+s = load_settings(Path(sys.argv[1]), data_dir=Path(sys.argv[2]))
+print(json.dumps({f.name: getattr(s, f.name) for f in dataclasses.fields(s)}, default=str))
+"""
+
+#: Run in an older tree: create_chaton_accounts with that tree's hashing and database.
+_ADD_ACCOUNTS = """
+import sys
+from pathlib import Path
+from chaton.config import load_settings
+from chaton.passwords import Passwords
+from chaton.store import AccountExists, Store
+settings = load_settings(Path(sys.argv[1]), data_dir=Path(sys.argv[2]))
+password = sys.stdin.read()
+hashed = Passwords(settings).hash(password)
+with Store(settings.db_file) as store:
+    for name in sys.argv[3:]:
+        try:
+            store.add_account(name, hashed)
+        except AccountExists:
+            store.set_password_hash(name, hashed)
+"""
+
+
+def export_revision(rev: str, parent: Path) -> tuple[str, str, Path]:
+    """Export chaton at git revision ``rev`` of this repository to ``parent/chaton-<short>``.
+
+    ``git archive`` of the commit, unpacked: a plain tree, so nothing is registered in the
+    repository (unlike ``git worktree add``) and removing the directory is the whole cleanup.
+    Returns (full commit, short commit, tree). ServerError if ``rev`` is not a commit.
+    """
+
+    def git(*args: str) -> bytes:
+        try:
+            result = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                                    timeout=120)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ServerError(f"git {args[0]}: {exc}") from None
+        if result.returncode != 0:
+            err = result.stderr.decode(errors="replace").strip()
+            raise ServerError(f"git {' '.join(args)}: {err or result.returncode}")
+        return result.stdout
+
+    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").decode().strip()
+    short = git("rev-parse", "--short", commit).decode().strip()
+    tree = parent / f"chaton-{short}"
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", commit))) as tar:
+        tar.extractall(tree, filter="data")
+    if not (tree / "chaton" / "__main__.py").is_file():
+        raise ServerError(f"{rev} ({short}) has no chaton/__main__.py to run")
+    return commit, short, tree
+
+
+def chaton_unavailable(server: ChatonServer | None = None) -> str | None:
+    """Why ``python -m chaton serve`` (of ``server``'s tree) cannot run, or None if it can."""
+    server = server or ChatonServer(Path(), Path())
     try:
         result = subprocess.run(
             [sys.executable, "-m", "chaton", "serve", "--help"],
             capture_output=True,
-            cwd=REPO,
-            env=ChatonServer(Path(), Path()).env(),
+            cwd=server.root,
+            env=server.env(),
             timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -380,8 +546,14 @@ def create_chaton_accounts(server: ChatonServer, names: list[str], password: str
     """Register SASL accounts in chaton's database before it starts (one argon2 hash, reused).
 
     Hashing uses chaton's own :class:`~chaton.passwords.Passwords` with the benchmark settings,
-    so the server verifies with the same parameters and never needs to rehash.
+    so the server verifies with the same parameters and never needs to rehash. For an older
+    tree this runs in a subprocess of that tree (its database schema may differ).
     """
+    if server.is_revision:
+        server.prepare()
+        server.run_python(_ADD_ACCOUNTS, str(server.config_path), str(server.data_dir), *names,
+                          stdin=password, timeout=120)  # fmt: skip
+        return
     from chaton.config import load_settings
     from chaton.passwords import Passwords
     from chaton.store import AccountExists, Store
@@ -416,7 +588,7 @@ def create_chaton_accounts_cli(
         ]  # fmt: skip
         try:
             result = subprocess.run(
-                cmd, input=(password + "\n").encode(), capture_output=True, cwd=REPO,
+                cmd, input=(password + "\n").encode(), capture_output=True, cwd=server.root,
                 env=server.env(), timeout=timeout,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
