@@ -158,7 +158,8 @@ def cmd_account_add(args: argparse.Namespace) -> int:
     with _open(settings, create=True) as store:
         if store.get_account(name) is not None:
             raise CliError(f"account {name!r} already exists")
-        password = read_new_password(stdin=args.password_stdin)
+        password = read_new_password(stdin=args.password_stdin,
+                                     min_length=settings.min_password_length)
         password_hash = Passwords(settings).hash(password)
         del password
         try:
@@ -177,7 +178,8 @@ def cmd_account_passwd(args: argparse.Namespace) -> int:
         account = store.get_account(args.name)
         if account is None:
             raise CliError(f"no account named {args.name!r}")
-        password = read_new_password(stdin=args.password_stdin)
+        password = read_new_password(stdin=args.password_stdin,
+                                     min_length=settings.min_password_length)
         password_hash = Passwords(settings).hash(password)
         del password
         if not store.set_password_hash(
@@ -185,6 +187,37 @@ def cmd_account_passwd(args: argparse.Namespace) -> int:
         ):
             raise CliError(f"no account named {args.name!r}")
     print(f"password of {account.name} changed")
+    return EXIT_OK
+
+
+@_command
+def cmd_account_set(args: argparse.Namespace) -> int:
+    """account set NAME [--create] [--admin|--user] [--password-stdin]: for scripts."""
+    settings = _settings(args)
+    name = _account_name(settings, args.name)
+    with _open(settings, create=args.create) as store:
+        account = store.get_account(name)
+        if account is None and not args.create:
+            raise CliError(f"no account named {name!r} (add --create to make it)")
+        password = read_new_password(stdin=args.password_stdin,
+                                     min_length=settings.min_password_length)
+        password_hash = Passwords(settings).hash(password)
+        del password
+        if account is None:
+            role = args.role or "user"
+            try:
+                store.add_account(name, password_hash, role,
+                                  audit=_audit("account.add", name, role))
+            except AccountExists:
+                raise CliError(f"account {name!r} was created meanwhile; run again") from None
+            print(f"account {name} created ({role})")
+            return EXIT_OK
+        store.set_password_hash(account.name, password_hash,
+                                audit=_audit("account.passwd", account.name))
+        if args.role and args.role != account.role:
+            store.set_role(account.name, args.role,
+                           audit=_audit("account.role", account.name, args.role))
+        print(f"account {account.name} updated ({args.role or account.role})")
     return EXIT_OK
 
 
@@ -498,6 +531,20 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("name", metavar="NAME")
     _password_option(p)
     p.set_defaults(func=cmd_account_passwd)
+
+    p = acc.add_parser(
+        "set", parents=[common], help="set an account's password (and role), creating it "
+        "with --create: one idempotent call for scripts",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--create", action="store_true", help="create the account if missing")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--admin", dest="role", action="store_const", const="admin",
+                      help="make it an admin")
+    role.add_argument("--user", dest="role", action="store_const", const="user",
+                      help="make it a plain user")
+    _password_option(p)
+    p.set_defaults(func=cmd_account_set)
 
     p = acc.add_parser("del", parents=[common], help="delete an account")
     p.add_argument("name", metavar="NAME")

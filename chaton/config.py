@@ -133,6 +133,9 @@ class Settings:
     rooms_registered_per_account: int = field(
         default=10, metadata=_doc("rooms one account may register with ChanServ; 0 = no limit")
     )
+    min_password_length: int = field(
+        default=8, metadata=_doc("shortest password the CLI accepts")
+    )
     argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations"))
     argon2_memory_kib: int = field(default=65536, metadata=_doc("argon2id memory (KiB)"))
     argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes"))
@@ -284,6 +287,8 @@ def _validate(s: Settings, source: str) -> None:
         raise ConfigError(f"{source}: max_line_bytes below 64 cannot carry IRC")
     if not 8 <= s.ipv4_prefix <= 32 or not 16 <= s.ipv6_prefix <= 128:
         raise ConfigError(f"{source}: ipv4_prefix must be 8..32 and ipv6_prefix 16..128")
+    if s.min_password_length < 1:
+        raise ConfigError(f"{source}: min_password_length must be at least 1")
     if s.flood_rate < 0 or s.max_tag_bytes < 0:
         raise ConfigError(f"{source}: flood_rate and max_tag_bytes cannot be negative")
     try:

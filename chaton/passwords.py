@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -41,7 +41,8 @@ __all__ = [
     "read_new_password",
 ]
 
-MIN_PASSWORD_LENGTH = 8
+#: The default of the ``min_password_length`` setting.
+MIN_PASSWORD_LENGTH = cast(int, Settings.__dataclass_fields__["min_password_length"].default)
 
 _T = TypeVar("_T")
 
@@ -261,17 +262,19 @@ class PasswordInputError(Exception):
     """A new password could not be read or is unacceptable; the message never holds it."""
 
 
-def _check_new(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
+def _check_new(password: str, min_length: int) -> str:
+    if len(password) < min_length:
         raise PasswordInputError(
-            f"password too short: use at least {MIN_PASSWORD_LENGTH} characters"
+            f"password too short: use at least {min_length} characters"
         )
     if any(ch in password for ch in "\r\n\x00"):
         raise PasswordInputError("password must not contain line breaks or NUL characters")
     return password
 
 
-def read_new_password(*, stdin: bool, prompt_twice: bool = True) -> str:
+def read_new_password(
+    *, stdin: bool, prompt_twice: bool = True, min_length: int = MIN_PASSWORD_LENGTH
+) -> str:
     """Read a new password for the CLI, never from argv.
 
     With ``stdin=True`` one line is read from standard input (for scripts:
@@ -287,7 +290,7 @@ def read_new_password(*, stdin: bool, prompt_twice: bool = True) -> str:
             line = line[:-1]
         if line.endswith("\r"):
             line = line[:-1]
-        return _check_new(line)
+        return _check_new(line, min_length)
     try:
         first = getpass.getpass("New password: ")
         if prompt_twice:
@@ -296,4 +299,4 @@ def read_new_password(*, stdin: bool, prompt_twice: bool = True) -> str:
                 raise PasswordInputError("the two passwords do not match")
     except EOFError:
         raise PasswordInputError("no password entered") from None
-    return _check_new(first)
+    return _check_new(first, min_length)

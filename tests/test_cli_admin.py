@@ -198,3 +198,35 @@ def test_options_before_the_action_and_help(cli: Cli) -> None:
     assert proc.returncode == 0 and "no accounts" in proc.stdout
     proc = cli("ban", "add", "--help", common=False)
     assert proc.returncode == 0 and "--duration" in proc.stdout
+
+
+def test_account_set_creates_or_updates_in_one_call(cli: Cli, tmp_path: Path) -> None:
+    """For scripts and test harnesses: idempotent provisioning, the password on stdin."""
+    assert "no account" in cli.fails("account", "set", "bot", "--password-stdin",
+                                      input="botpassword1\n")
+    out = cli.ok("account", "set", "bot", "--create", "--password-stdin",
+                 input="botpassword1\n")
+    assert "created" in out
+    with cli.store() as store:
+        first = store.get_account("bot")
+    assert first is not None and first.role == "user"
+    out = cli.ok("account", "set", "bot", "--create", "--admin", "--password-stdin",
+                 input="botpassword2\n")
+    assert "updated" in out
+    with cli.store() as store:
+        second = store.get_account("bot")
+    assert second is not None and second.role == "admin"
+    assert second.password_hash != first.password_hash
+    assert "too short" in cli.fails("account", "set", "bot", "--password-stdin",
+                                     input="short\n")
+    # The minimum length is a setting.
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text(cli.config.read_text() + "min_password_length = 4\n")
+    done = cli("account", "set", "tiny", "--create", "--password-stdin", input="abcd\n",
+               common=False)
+    assert done.returncode != 0  # without the config: no data dir given either
+    done = subprocess.run(
+        [sys.executable, "-m", "chaton.cli_admin", "account", "set", "tiny", "--create",
+         "--password-stdin", "--data-dir", str(cli.data_dir), "--config", str(lenient)],
+        input="abcd\n", capture_output=True, text=True, env=cli.env, timeout=30)
+    assert done.returncode == 0, done.stderr

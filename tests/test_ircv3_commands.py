@@ -144,4 +144,4 @@ def test_kick_takes_one_room_or_as_many_rooms_as_nicks(server: RunningServer) ->
     assert op.expect("KICK", "#b").params[1] == "y"
     op.send("KICK #a,#b x")
     op.expect("461")
-    del z
+    del y, z
