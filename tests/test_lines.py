@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chaton.protocol.message import MAX_LINE_BYTES, encode_line, parse
@@ -32,3 +32,36 @@ def test_injected_line_break_stays_in_its_parameter() -> None:
 def test_a_middle_parameter_that_could_forge_others_becomes_a_star() -> None:
     line = encode_line("srv", "401", ["bob", "x :KILL", "", ":y", "No such nick"])
     assert parse(line[:-2].decode()).params == ("bob", "*", "*", "*", "No such nick")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    # Keys as the parser lets them in (the only way a client tag reaches Outgoing).
+    tags=st.dictionaries(
+        st.from_regex(r"\+([A-Za-z0-9.-]{1,8}/)?[A-Za-z0-9-]{1,8}", fullmatch=True),
+        st.text(max_size=60), max_size=5,
+    ),
+    params=st.lists(st.text(max_size=40), min_size=1, max_size=6),
+    account=st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+    mode=st.integers(min_value=0, max_value=7),
+)
+def test_every_tag_variant_is_one_clean_line(
+    tags: dict[str, str], params: list[str], account: str | None, mode: int
+) -> None:
+    """Random client tags, parameters and accounts, in every tag variant: one line, ended
+    by CR LF, with no CR, LF or NUL inside; the tag values read back as sent."""
+    from types import SimpleNamespace
+
+    from chaton.protocol.message import parse
+    from chaton.server.lines import Outgoing, new_msgid
+
+    out = Outgoing("nick!u@host", "PRIVMSG", params, tags, msgid=new_msgid(), account=account,
+                   bot=True)
+    line = out.line_for(SimpleNamespace(tag_mode=mode))  # type: ignore[arg-type]
+    assert line.endswith(b"\r\n")
+    body = line[:-2]
+    assert b"\r" not in body and b"\n" not in body and b"\0" not in body
+    parsed = parse(body.decode("utf-8", "replace"))
+    if mode & 2:
+        for key, value in tags.items():
+            assert parsed.tags[key] == value.replace("\0", " ")

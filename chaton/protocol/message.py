@@ -67,7 +67,9 @@ _TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+\Z")
 _COMMAND = re.compile(r"(?:[A-Za-z]+|[0-9]{3})\Z")
 _FORBIDDEN = re.compile(r"[\x00\r\n]")
 _ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
-_ESCAPE_OUT = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
+# NUL has no escape and may never be on the wire: it becomes a space, as in parameters.
+_ESCAPE_OUT = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n",
+                             "\0": "\\s"})
 
 
 def _unescape_tag_value(raw: str) -> str:
@@ -129,7 +131,8 @@ def parse(line: str) -> Message:
 
 
 def escape_tag_value(value: str) -> str:
-    """A tag value as it goes on the wire (IRCv3 escaping)."""
+    """A tag value as it goes on the wire (IRCv3 escaping; NUL, which has none, is sent as
+    an escaped space)."""
     return value.translate(_ESCAPE_OUT)
 
 
