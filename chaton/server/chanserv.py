@@ -115,6 +115,21 @@ def _record(registry: RoomRegistry, conn: Session, room: Channel) -> RoomRecord 
     return record
 
 
+def _registered(server: ChatServer, registry: RoomRegistry, conn: Session, name: str
+                ) -> tuple[Channel, RoomRecord] | None:
+    """The room ``name`` and its current record; told to ``conn`` when there is none."""
+    room = _room(server, conn, name)
+    if room is None:
+        return None
+    record = _record(registry, conn, room)
+    return None if record is None else (room, record)
+
+
+def _grants_text(record: RoomRecord) -> str:
+    grants = [f"{account}(+{_letters(bits)})" for account, bits in record.grants.items()]
+    return " ".join(grants) if grants else "none"
+
+
 def _admin(server: ChatServer, conn: Session) -> bool:
     return server.registry is not None and server.registry.admin_now(conn)
 
@@ -198,12 +213,10 @@ async def _do_register(server: ChatServer, registry: RoomRegistry, conn: Session
 
 def _info(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]
           ) -> Awaitable[None] | None:
-    room = _room(server, conn, args[0])
-    if room is None:
+    found = _registered(server, registry, conn, args[0])
+    if found is None:
         return None
-    record = _record(registry, conn, room)
-    if record is None:
-        return None
+    room, record = found
     _say(conn, f"{record.name} is owned by {_owner_text(record.owner)}, registered "
          f"{_when(record.registered)}")
     if record.topic:
@@ -211,8 +224,7 @@ def _info(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[
     shown = " ".join(mode_string(room, show_key=conn in room.members))
     _say(conn, f"Modes: {shown}")
     if _owns(registry, conn, record) or _admin(server, conn):
-        grants = [f"{account}(+{_letters(bits)})" for account, bits in record.grants.items()]
-        _say(conn, "Standing grants: " + (" ".join(grants) if grants else "none"))
+        _say(conn, "Standing grants: " + _grants_text(record))
     return None
 
 
@@ -222,13 +234,10 @@ def _letters(bits: int) -> str:
 
 def _drop(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]
           ) -> Awaitable[None] | None:
-    room = _room(server, conn, args[0])
-    if room is None:
+    found = _registered(server, registry, conn, args[0])
+    if found is None or not _manages(server, registry, conn, found[1], "drop it"):
         return None
-    record = _record(registry, conn, room)
-    if record is None or not _manages(server, registry, conn, record, "drop it"):
-        return None
-    return _do_drop(server, registry, conn, record)
+    return _do_drop(server, registry, conn, found[1])
 
 
 async def _do_drop(server: ChatServer, registry: RoomRegistry, conn: Session,
@@ -250,12 +259,10 @@ async def _do_drop(server: ChatServer, registry: RoomRegistry, conn: Session,
 def _status(bit: int, adding: bool) -> _Handler:
     def run(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]
             ) -> Awaitable[None] | None:
-        room = _room(server, conn, args[0])
-        if room is None:
+        found = _registered(server, registry, conn, args[0])
+        if found is None:
             return None
-        record = _record(registry, conn, room)
-        if record is None:
-            return None
+        room, record = found
         target = server.state.find_nick(args[1]) if len(args) > 1 else conn
         if target is None or target not in room.members:
             _say(conn, f"{args[1] if len(args) > 1 else conn.name} is not in {room.name}")
@@ -289,16 +296,12 @@ async def _set_status(server: ChatServer, registry: RoomRegistry, conn: Session,
 
 def _amode(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]
            ) -> Awaitable[None] | None:
-    room = _room(server, conn, args[0])
-    if room is None:
+    found = _registered(server, registry, conn, args[0])
+    if found is None or not _manages(server, registry, conn, found[1], "see or change grants"):
         return None
-    record = _record(registry, conn, room)
-    if record is None or not _manages(server, registry, conn, record, "see or change grants"):
-        return None
+    room, record = found
     if len(args) == 1:
-        grants = [f"{account}(+{_letters(bits)})" for account, bits in record.grants.items()]
-        _say(conn, f"Standing grants in {record.name}: "
-             + (" ".join(grants) if grants else "none"))
+        _say(conn, f"Standing grants in {record.name}: " + _grants_text(record))
         return None
     change = args[1]
     if len(args) < 3 or change not in ("+o", "-o", "+v", "-v"):
@@ -346,12 +349,10 @@ async def _do_amode(server: ChatServer, registry: RoomRegistry, conn: Session, r
 
 def _set(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]
          ) -> Awaitable[None] | None:
-    room = _room(server, conn, args[0])
-    if room is None:
+    found = _registered(server, registry, conn, args[0])
+    if found is None or not _manages(server, registry, conn, found[1], "change its settings"):
         return None
-    record = _record(registry, conn, room)
-    if record is None or not _manages(server, registry, conn, record, "change its settings"):
-        return None
+    room, record = found
     if len(args) < 3 or args[1].upper() != "OWNER":
         _say(conn, "Usage: SET <#room> OWNER <account>")
         return None
