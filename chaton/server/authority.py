@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from chaton.server.app import ChatServer
     from chaton.server.session import Session
 
-__all__ = ["LOGIN_HINT", "Authority"]
+__all__ = ["LOGIN_HINT", "Authority", "admin_now"]
 
 log = logging.getLogger("chaton")
 
@@ -44,6 +44,12 @@ LOGIN_HINT = (
     "log in with SASL (chaton connect asks for the password) or send "
     "PASS {nick}:<password> before NICK"
 )
+
+
+def admin_now(server: ChatServer, conn: Session) -> bool:
+    """Does ``conn`` have admin powers by the current account record? (No database: no
+    admins.) The one question every admin-only path asks."""
+    return server.authority is not None and server.authority.admin_powers(conn)
 
 
 class Authority:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold, room_key
+from chaton.server.authority import admin_now
 from chaton.server.room_modes import OP, VOICE, Change, mode_string
 from chaton.server.room_registry import ADMINS_OWNER, CHANSERV_SOURCE, announce_modes, record_of
 from chaton.server.rooms import is_operator, visible_to
@@ -97,7 +98,7 @@ def handle(server: ChatServer, conn: Session, text: str) -> Awaitable[None] | No
 
 def _room(server: ChatServer, conn: Session, name: str) -> Channel | None:
     room = server.state.find_channel(name)
-    if room is None or not (visible_to(room, conn) or _admin(server, conn)):
+    if room is None or not (visible_to(room, conn) or admin_now(server, conn)):
         _say(conn, f"No such room {name[:60]}")
         return None
     return room
@@ -130,10 +131,6 @@ def _grants_text(record: RoomRecord) -> str:
     return " ".join(grants) if grants else "none"
 
 
-def _admin(server: ChatServer, conn: Session) -> bool:
-    return server.registry is not None and server.registry.admin_now(conn)
-
-
 def _owns(registry: RoomRegistry, conn: Session, record: RoomRecord) -> bool:
     return registry.is_owner(record.owner, conn)
 
@@ -141,7 +138,7 @@ def _owns(registry: RoomRegistry, conn: Session, record: RoomRecord) -> bool:
 def _manages(server: ChatServer, registry: RoomRegistry, conn: Session, record: RoomRecord,
              what: str) -> bool:
     """Owner or admin; told otherwise."""
-    if _owns(registry, conn, record) or _admin(server, conn):
+    if _owns(registry, conn, record) or admin_now(server, conn):
         return True
     _say(conn, f"Only the owner of {record.name} or an admin may {what}")
     return False
@@ -176,7 +173,7 @@ def _register(server: ChatServer, registry: RoomRegistry, conn: Session, args: l
     if conn.account is None:
         _say(conn, "Log in to an account first: a registered room belongs to an account")
         return None
-    if not (is_operator(room, conn) or _admin(server, conn)):
+    if not (is_operator(room, conn) or admin_now(server, conn)):
         _say(conn, f"You must be an operator of {room.name} to register it")
         return None
     if room.owner is not None:
@@ -223,7 +220,7 @@ def _info(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[
         _say(conn, f"Topic: {record.topic} (set by {record.topic_by.split('!')[0]})")
     shown = " ".join(mode_string(room, show_key=conn in room.members))
     _say(conn, f"Modes: {shown}")
-    if _owns(registry, conn, record) or _admin(server, conn):
+    if _owns(registry, conn, record) or admin_now(server, conn):
         _say(conn, "Standing grants: " + _grants_text(record))
     return None
 
@@ -268,7 +265,7 @@ def _status(bit: int, adding: bool) -> _Handler:
             _say(conn, f"{args[1] if len(args) > 1 else conn.name} is not in {room.name}")
             return None
         granted = record.grants.get(casefold(conn.account), 0) if conn.account else 0
-        may = _owns(registry, conn, record) or _admin(server, conn) or (
+        may = _owns(registry, conn, record) or admin_now(server, conn) or (
             target is conn and granted & (OP if bit == OP else OP | VOICE)
         )
         if not may:

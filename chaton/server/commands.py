@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
+from chaton.server.authority import admin_now
 from chaton.server.registration_state import BEFORE_REGISTRATION, Phase
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def dispatch(
     if len(msg.params) < cmd.min_params:
         conn.numeric(num.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
         return None
-    if cmd.admin and (server.authority is None or not server.authority.admin_powers(conn)):
+    if cmd.admin and not admin_now(server, conn):
         conn.numeric(num.ERR_NOPRIVILEGES, "Permission denied - you're not an IRC operator")
         return None
     return cmd.handler(server, conn, msg)

@@ -29,6 +29,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chaton.protocol.names import casefold, room_key, room_name
+from chaton.server.authority import admin_now
 from chaton.server.lines import Outgoing
 from chaton.server.room_modes import (
     LISTS,
@@ -171,12 +172,8 @@ class RoomRegistry:
     def is_owner(self, owner: str, conn: Session) -> bool:
         """Is ``conn`` the owner ``owner`` names (its login account, or an admin now)?"""
         if owner == ADMINS_OWNER:
-            return self.admin_now(conn)
+            return admin_now(self.server, conn)
         return conn.account is not None and casefold(conn.account) == owner
-
-    def admin_now(self, conn: Session) -> bool:
-        authority = self.server.authority
-        return conn.is_admin and authority is not None and authority.admin_powers(conn)
 
     def status_on_join(self, room: Channel, conn: Session) -> int:
         """The status bits a member gets on joining a registered room: its standing grant,

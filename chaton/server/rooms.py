@@ -20,6 +20,7 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import BadRoomName, casefold, is_channel, room_key, room_name
 from chaton.protocol.wildcards import wildcard_match
+from chaton.server.authority import admin_now
 from chaton.server.lines import Outgoing
 from chaton.server.notify import send_join
 from chaton.server.room_modes import (
@@ -63,11 +64,6 @@ def visible_to(room: Channel, conn: Session) -> bool:
 
 def is_operator(room: Channel, conn: Session) -> bool:
     return bool(room.members.get(conn, 0) & OP)
-
-
-def _admin_now(server: ChatServer, conn: Session) -> bool:
-    """Admin powers by the current account record (the cached flag only spares a read)."""
-    return conn.is_admin and server.authority is not None and server.authority.admin_powers(conn)
 
 
 def send_names(server: ChatServer, conn: Session, room: Channel, *, end: bool = True) -> None:
@@ -160,7 +156,7 @@ def _may_create(server: ChatServer, conn: Session, name: str) -> bool:
         conn.numeric(num.ERR_NEEDREGGEDNICK, name,
                      "Only logged-in users may create rooms on this server")
         return False
-    if policy == "admins" and not _admin_now(server, conn):
+    if policy == "admins" and not admin_now(server, conn):
         conn.numeric(num.ERR_NEEDREGGEDNICK, name,
                      "Only admins may create rooms on this server")
         return False
@@ -171,7 +167,7 @@ def _may_join(server: ChatServer, conn: Session, room: Channel, key: str) -> boo
     """The +k, +l, +b and +i checks. An invitation passes +i and +l; admin powers, the
     owner and standing operators of a registered room pass them all."""
     invited = _take_invitation(room, conn)
-    admin = _admin_now(server, conn) or (  # the owner and standing operators: never shut out
+    admin = admin_now(server, conn) or (  # the owner and standing operators: never shut out
         room.owner is not None and server.registry is not None
         and bool(server.registry.status_on_join(room, conn) & OP)
     )
@@ -389,7 +385,7 @@ def _room_mode(
         if conn not in room.members and not conn.is_admin:
             conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
             return None
-        if not _admin_now(server, conn):
+        if not admin_now(server, conn):
             conn.numeric(num.ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
             return None
         return _override(server, conn, room, changes)  # an admin in someone else's room
@@ -539,7 +535,7 @@ def _kick_in(server: ChatServer, conn: Session, msg: Message, name: str
     if room is None or (not visible_to(room, conn) and not conn.is_admin):
         conn.numeric(num.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return None
-    admin = _admin_now(server, conn)
+    admin = admin_now(server, conn)
     if conn not in room.members and not admin:
         conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
         return None
