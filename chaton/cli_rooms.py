@@ -26,7 +26,7 @@ from chaton.cli_admin import (
 from chaton.config import Settings
 from chaton.protocol.names import BadRoomName, casefold, room_key, room_name
 from chaton.server.room_modes import OP, VOICE, Change, apply, mode_string, parse_changes
-from chaton.server.room_registry import ADMINS_OWNER, scratch_of
+from chaton.server.room_registry import ADMINS_OWNER, scratch_of, stored_part
 from chaton.store import RoomRecord, Store
 
 __all__ = ["add_room_subcommands"]
@@ -171,10 +171,7 @@ def cmd_room_set(args: argparse.Namespace) -> int:
                 scratch = scratch_of(record)
                 _, errors = apply(scratch, changes, {}, by="ChanServ", at=now)
                 problems.extend(f"{e.letter} list is full" for e in errors)
-                record = replace(record, flags="".join(sorted(scratch.flags)),
-                                 secret_key=scratch.key, user_limit=scratch.limit,
-                                 lists={k: [(e.mask, e.set_by, e.set_at) for e in v.values()]
-                                        for k in "beI" if (v := scratch.list_for(k))})
+                record = stored_part(scratch, record)
             if args.topic is not None:
                 record = replace(record, topic=args.topic, topic_by="ChanServ", topic_at=now)
             if owner is not None:

@@ -52,14 +52,18 @@ class Monitor:
         for watcher in self.watching(nick):
             _send_list(watcher, RPL_MONOFFLINE, [nick])
 
+    def unwatch(self, conn: Session, key: str) -> None:
+        """``conn`` stops watching the casefolded nickname ``key``."""
+        conn.monitoring.discard(key)
+        watchers = self.watchers.get(key)
+        if watchers is not None:
+            watchers.discard(conn)
+            if not watchers:
+                del self.watchers[key]
+
     def forget(self, conn: Session) -> None:
-        for nick in conn.monitoring:
-            watchers = self.watchers.get(nick)
-            if watchers is not None:
-                watchers.discard(conn)
-                if not watchers:
-                    del self.watchers[nick]
-        conn.monitoring = set()
+        for key in list(conn.monitoring):
+            self.unwatch(conn, key)
 
 
 def _send_list(conn: Session, code: str, items: list[str]) -> None:
@@ -86,14 +90,7 @@ def monitor(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] 
         _add(server, book, conn, targets)
     elif sub == "-":
         for nick in targets:
-            key = casefold(nick)
-            if key in conn.monitoring:
-                conn.monitoring.discard(key)
-                watchers = book.watchers.get(key)
-                if watchers is not None:
-                    watchers.discard(conn)
-                    if not watchers:
-                        del book.watchers[key]
+            book.unwatch(conn, casefold(nick))
     elif sub.upper() == "C":
         book.forget(conn)
     elif sub.upper() == "L":

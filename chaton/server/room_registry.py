@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADMINS_OWNER", "CHANSERV_SOURCE", "RoomRegistry", "adopt", "lists_of", "record_of",
-    "scratch_of",
+    "scratch_of", "stored_part",
 ]
 
 log = logging.getLogger("chaton")
@@ -102,7 +102,7 @@ def _copy_stored(room: Channel, record: RoomRecord) -> None:
             entries[casefold(mask)] = ListEntry(mask, set_by, set_at)
 
 
-def _stored(room: Channel, record: RoomRecord) -> RoomRecord:
+def stored_part(room: Channel, record: RoomRecord) -> RoomRecord:
     """``record`` with the stored part replaced by ``room``'s."""
     return replace(
         record, owner=room.owner or record.owner, grants=dict(room.grants), topic=room.topic,
@@ -228,7 +228,7 @@ class RoomRegistry:
         def change(record: RoomRecord) -> RoomRecord:  # on the writer thread
             scratch = scratch_of(record)
             result[:] = [apply(scratch, changes, {}, by=by, at=at)]
-            return _stored(scratch, record)
+            return stored_part(scratch, record)
 
         try:
             record = await self.write(room, change)
@@ -286,8 +286,4 @@ class RoomRegistry:
         if room is None:
             state.channels[key] = scratch_of(record)
             return
-        diff, topic_changed = adopt(room, record)
-        if diff:
-            announce_modes(room, CHANSERV_SOURCE, diff)
-        if topic_changed:
-            Outgoing(CHANSERV_SOURCE, "TOPIC", [room.name, room.topic]).send_to(room.members)
+        self.settled(room, record, [])  # nothing of it is ours: all announced by ChanServ
