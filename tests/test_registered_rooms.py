@@ -383,3 +383,21 @@ def test_the_owner_is_never_shut_out_and_admin_overrides_are_audited(
     with Store(server.settings.db_file, readonly=True) as store:
         audit = [(e.actor, e.action, e.target, e.reason) for e in store.audit_since()]
     assert ("boss", "room-+v", "#team boss", "override") in audit
+
+
+def test_parallel_registrations_cannot_pass_the_limit(start_server: StartServer) -> None:
+    """Two sessions of one account register two rooms at the same moment with room for one:
+    the count is taken inside the registering transaction, so exactly one wins."""
+    server = start_server(rooms_registered_per_account=1)
+    add_account(server.settings, "olga", PW)
+    first = logged_in(server, "olga", "olga", PW).join("#one")
+    second = logged_in(server, "olga2", "olga", PW).join("#two")
+    first.send("PRIVMSG ChanServ :REGISTER #one")
+    second.send("PRIVMSG ChanServ :REGISTER #two")
+    replies = [c.expect("NOTICE", where=lambda m: (m.source or "").startswith("ChanServ!")
+                        ).params[-1] for c in (first, second)]
+    assert sum("registered to olga" in r for r in replies) == 1, replies
+    assert sum("already owns 1 rooms" in r for r in replies) == 1, replies
+    with Store(server.settings.db_file, readonly=True) as store:
+        owned = [r.key for r in store.list_rooms() if r.owner == "olga"]
+    assert len(owned) == 1
