@@ -19,8 +19,11 @@ def test_monitor_tells_online_and_offline(start_server: StartServer) -> None:
     assert watcher.expect("731").params[-1] == "gone"
     late = server.client("gone")  # comes online
     assert watcher.expect("730").params[-1].startswith("gone!")
+    late.send("NICK GONE")  # a change of case is the same nickname: nothing to tell
+    late.expect("NICK")
+    assert not [m for m in watcher.sync() if m.command in ("730", "731")]
     late.send("NICK renamed")
-    assert watcher.expect("731").params[-1] == "gone"
+    assert watcher.expect("731").params[-1] == "GONE"  # as it was written
     here.send("QUIT :bye")
     assert watcher.expect("731").params[-1] == "here"
     watcher.send("MONITOR L")

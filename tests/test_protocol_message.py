@@ -45,6 +45,10 @@ def test_serialize_marks_trailing_only_when_needed() -> None:
     assert serialize(Message("X", ("a",), tags={"k": "a b", "flag": ""})) == "@k=a\\sb;flag X a"
 
 
+def test_an_unknown_command_with_underscores_parses_so_it_can_get_421() -> None:
+    assert parse("NO_SUCH_COMMAND x").command == "NO_SUCH_COMMAND"
+
+
 @pytest.mark.parametrize(
     "line",
     ["", "   ", ":onlysource", "@tags-only", "PRIV!MSG", "12 x", ":a\x00b CMD", "CMD a\rb",

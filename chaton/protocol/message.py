@@ -65,6 +65,9 @@ class Message:
 
 _TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+\Z")
 _COMMAND = re.compile(r"(?:[A-Za-z]+|[0-9]{3})\Z")
+# What is read as a command is looser than what is written: an unknown ``FOO_BAR`` should
+# get 421 (unknown command), not 400 (malformed line).
+_COMMAND_IN = re.compile(r"(?:[0-9]{3}|[A-Za-z][A-Za-z0-9_.-]{0,63})\Z")
 _FORBIDDEN = re.compile(r"[\x00\r\n]")
 _ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 # NUL has no escape and may never be on the wire: it becomes a space, as in parameters.
@@ -116,7 +119,7 @@ def parse(line: str) -> Message:
             raise ProtocolError("empty source")
         rest = rest.lstrip(" ")
     command, _, rest = rest.partition(" ")
-    if not _COMMAND.match(command):
+    if not _COMMAND_IN.match(command):
         raise ProtocolError("missing or invalid command" if command else "empty message")
     params: list[str] = []
     rest = rest.lstrip(" ")

@@ -13,7 +13,7 @@ from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server import chanserv
-from chaton.server.lines import Outgoing, new_msgid
+from chaton.server.lines import MESSAGE_TAGS, Outgoing, new_msgid
 from chaton.server.room_modes import OP, VOICE, banned
 from chaton.server.targets import split_targets
 
@@ -101,14 +101,14 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 continue
             out = Outgoing(conn.source, command, (peer.name, *body[1:]), tags,
                            msgid=new_msgid(), account=account, bot=bot)
-            if tagmsg:
-                out.send_to_tagged((peer,))
-                if echo and peer is not conn:
-                    out.send_to_tagged((conn,))
-                continue
-            peer.send(out.line_for(peer))
-            if echo and peer is not conn:
+            if not tagmsg or peer.tag_mode & MESSAGE_TAGS:
+                # To oneself, the delivery is not a reply (labeled-response): only the
+                # echo is, so the delivery bypasses the reply capture.
+                (peer.link.send if peer is conn else peer.send)(out.line_for(peer))
+            if echo and (not tagmsg or conn.tag_mode & MESSAGE_TAGS):
                 conn.send(out.line_for(conn))
+            if tagmsg:
+                continue
             if peer.away is not None and command == "PRIVMSG":
                 conn.numeric(num.RPL_AWAY, peer.name, peer.away)
     return pending

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
-from chaton.protocol.names import valid_nick
+from chaton.protocol.names import casefold, valid_nick
 from chaton.server.lines import ACCOUNT_TAG, MESSAGE_TAGS, SERVER_TIME, Outgoing
 from chaton.server.registration_state import PassClaim
 
@@ -47,7 +47,7 @@ __all__ = [
 SUPPORTED_CAPS = (
     "server-time", "message-tags", "echo-message", "multi-prefix", "userhost-in-names",
     "account-tag", "account-notify", "away-notify", "extended-join", "invite-notify",
-    "chghost", "setname", "cap-notify", "sasl",
+    "chghost", "setname", "cap-notify", "batch", "labeled-response", "sasl",
 )
 _TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
                   "account-tag": ACCOUNT_TAG}
@@ -132,8 +132,9 @@ def change_nick(server: ChatServer, conn: Session, new: str) -> None:
     server.whowas.record(conn, old)
     server.state.rename(conn, old, new)
     conn.nick = new
-    server.monitor.offline(old)
-    server.monitor.online(conn)
+    if casefold(old) != casefold(new):  # a change of case is the same nickname to MONITOR
+        server.monitor.offline(old)
+        server.monitor.online(conn)
     out.send_to(peers)
     conn.send(out.line_for(conn))
 

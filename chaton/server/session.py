@@ -17,6 +17,8 @@ Invariants:
   the server log, the client gets a generic ``ERROR``.
 - A session leaves the shared state (nickname, rooms) exactly once, in
   ``server.on_closing``, when it enters CLOSED.
+- A labeled command (IRCv3 ``labeled-response``) swaps ``send`` for its
+  :class:`LabeledReply` until the command ends, sync or awaited (``labels``).
 - ``is_admin`` is a cache of the authority's answer for presence (LUSERS, admin notices,
   flood exemption); every use of an admin power asks the authority again.
 """
@@ -32,10 +34,11 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chaton.protocol import numerics as num
-from chaton.protocol.message import LINE_TOO_LONG, LineTooLong, ProtocolError, parse
+from chaton.protocol.message import LINE_TOO_LONG, LineTooLong, Message, ProtocolError, parse
 from chaton.server.addresses import address_group
 from chaton.server.flood import TokenBucket
 from chaton.server.hosts import cloak, visible_host
+from chaton.server.labels import LabeledReply, wanted_label
 from chaton.server.registration_state import Registration
 
 if TYPE_CHECKING:
@@ -278,6 +281,10 @@ class Session(Registration):
         self.last_active = time.monotonic()
         self.ping_sent_at = None
         before = self.link.sent_lines
+        label = wanted_label(self, msg.tags) if msg.tags else None
+        if label is not None:
+            self._handle_labeled(msg, label, before)
+            return
         try:
             pending = self.server.dispatch(self, msg)
         except Exception:
@@ -288,6 +295,24 @@ class Session(Registration):
         else:
             self.run_later(pending, msg.command, before)
 
+    def _handle_labeled(self, msg: Message, label: str, before: int) -> None:
+        """Run a command whose replies the client wants labeled (``labels``)."""
+        reply = LabeledReply(self, label)
+        reply.enter()
+        try:
+            pending = self.server.dispatch(self, msg)
+            if pending is not None:  # its task inherits the labeled context
+                self.run_later(pending, msg.command, before, reply)
+        except Exception:
+            reply.finish()
+            self._crashed(msg.command)
+            return
+        finally:
+            reply.leave()
+        if pending is None:
+            reply.finish()
+            self._charge(before)
+
     def _charge(self, before: int) -> None:
         """Pay for what a command made the server produce for this client (NAMES, WHO,
         LIST...), not one token per line sent: at most a burst's worth per command."""
@@ -296,16 +321,20 @@ class Session(Registration):
         if produced > s.flood_reply_lines and self._bucket is not None:
             self._bucket.spend(min(produced / s.flood_reply_lines, s.flood_burst))
 
-    def run_later(self, pending: Awaitable[Any], command: str, before: int | None = None) -> None:
+    def run_later(self, pending: Awaitable[Any], command: str, before: int | None = None,
+                  reply: LabeledReply | None = None) -> None:
         """Run ``pending`` while holding back this client's further input (logins, admin
         actions awaiting a commit, paced replies), so its commands still run in order."""
         self._busy = True
         task = asyncio.ensure_future(pending)
         start = self.link.sent_lines if before is None else before
-        task.add_done_callback(lambda t: self._finished(t, command, start))
+        task.add_done_callback(lambda t: self._finished(t, command, start, reply))
 
-    def _finished(self, task: asyncio.Future[Any], command: str, before: int) -> None:
+    def _finished(self, task: asyncio.Future[Any], command: str, before: int,
+                  reply: LabeledReply | None) -> None:
         self._busy = False
+        if reply is not None:
+            reply.finish()
         self._charge(before)
         if task.cancelled() or self.closing:
             return
