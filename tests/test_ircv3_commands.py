@@ -148,3 +148,28 @@ def test_kick_takes_one_room_or_as_many_rooms_as_nicks(server: RunningServer) ->
     op.send("KICK #a,#b x")
     op.expect("461")
     del y, z
+
+
+def test_extended_monitor_tells_watchers_what_room_peers_hear(server: RunningServer) -> None:
+    """AWAY and SETNAME reach a watcher with extended-monitor (and the cap itself), once
+    even when it also shares a room; a watcher without extended-monitor hears nothing."""
+    caps = ("extended-monitor", "away-notify", "setname")
+    far = server.client().register("far", caps=caps)
+    near = server.client().register("near", caps=caps)
+    plain = server.client().register("plain", caps=("away-notify", "setname"))
+    target = server.client("target")
+    for c in (far, near, plain):
+        c.send("MONITOR + target")
+        c.expect("730")
+    near.join("#both")
+    target.join("#both")
+    target.send("AWAY :lunch")
+    target.expect("306")
+    target.send("SETNAME :New Name")
+    target.sync()
+    for c in (far, near):
+        got = [m for m in c.sync() if m.command in ("AWAY", "SETNAME")]
+        assert [(m.command, m.params[-1]) for m in got] == [
+            ("AWAY", "lunch"), ("SETNAME", "New Name")]
+        assert all((m.source or "").startswith("target!") for m in got)
+    assert not [m for m in plain.sync() if m.command in ("AWAY", "SETNAME")]

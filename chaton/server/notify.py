@@ -1,13 +1,14 @@
 """Notifications some clients asked for: away-notify, account-notify, chghost, setname,
-invite-notify, extended-join.
+invite-notify, extended-join, and extended-monitor (the same news for those who MONITOR
+a nickname without sharing a room with it).
 
 Each goes only to clients that negotiated its capability; a client that did not sees
 what it saw before. Built once per message (:class:`~chaton.server.lines.Outgoing`).
+Nobody gets one notification twice: a watcher who also shares a room is told as a peer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from chaton.server.lines import Outgoing
@@ -24,12 +25,18 @@ def tell_peers(
     server: ChatServer, conn: Session, cap: str, command: str, params: list[str],
     *, source: str | None = None, include_self: bool = False,
 ) -> None:
-    """``command`` from ``conn`` to everyone sharing a room with it who has ``cap``."""
+    """``command`` from ``conn`` to everyone sharing a room with it who has ``cap``, and
+    to its ``extended-monitor`` watchers who have ``cap``."""
     out = Outgoing(source or conn.source, command, params, account=conn.account)
-    peers: Iterable[Session] = server.state.peers(conn)
+    peers = server.state.peers(conn)
     for peer in peers:
         if cap in peer.caps:
             peer.send(out.line_for(peer))
+    for watcher in server.monitor.watching(conn.name):
+        caps = watcher.caps
+        if (cap in caps and "extended-monitor" in caps and watcher is not conn
+                and watcher not in peers):
+            watcher.send(out.line_for(watcher))
     if include_self and cap in conn.caps:
         conn.send(out.line_for(conn))
 

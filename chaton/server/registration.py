@@ -47,7 +47,8 @@ __all__ = [
 SUPPORTED_CAPS = (
     "server-time", "message-tags", "echo-message", "multi-prefix", "userhost-in-names",
     "account-tag", "account-notify", "away-notify", "extended-join", "invite-notify",
-    "chghost", "setname", "cap-notify", "batch", "labeled-response", "sasl",
+    "chghost", "setname", "cap-notify", "batch", "labeled-response", "extended-monitor",
+    "sasl",
 )
 _TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
                   "account-tag": ACCOUNT_TAG}
