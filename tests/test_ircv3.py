@@ -291,3 +291,36 @@ def test_each_guest_address_has_its_own_cloak_stable_across_restarts(
     c = restarted.client("c", bind="127.0.0.2")
     c.send("WHOIS c")
     assert c.expect("311").params[3] == hosts["first"]  # the same cloak after a restart
+
+
+def test_room_events_carry_a_msgid_one_per_event_whatever_the_form(
+    server: RunningServer,
+) -> None:
+    """JOIN, TOPIC, MODE, KICK, NICK, PART and QUIT can be referenced (replies, history):
+    each carries one msgid, the same in the extended-join and the plain JOIN."""
+    watcher = server.client().register("watcher", caps=("message-tags",))
+    extended = server.client().register("extended", caps=("message-tags", "extended-join"))
+    plain = server.client("plain")
+    for c in (watcher, extended, plain):
+        c.join("#ev")
+    actor = server.client("actor")
+    actor.join("#ev")
+    ids = []
+    joined = watcher.expect("JOIN", "#ev", where=lambda m: (m.source or "").startswith("actor!"))
+    assert extended.expect("JOIN", "#ev", where=lambda m: (m.source or "").startswith(
+        "actor!")).tags["msgid"] == joined.tags["msgid"]
+    ids.append(joined.tags["msgid"])
+    watcher.send("TOPIC #ev :news")  # watcher is the room's first member: an operator
+    ids.append(watcher.expect("TOPIC", "#ev").tags["msgid"])
+    watcher.send("MODE #ev +v actor")
+    ids.append(watcher.expect("MODE", "#ev").tags["msgid"])
+    actor.send("NICK actor2")
+    ids.append(watcher.expect("NICK").tags["msgid"])
+    watcher.send("KICK #ev plain :out")
+    ids.append(watcher.expect("KICK", "#ev").tags["msgid"])
+    actor.send("PART #ev")
+    ids.append(watcher.expect("PART", "#ev").tags["msgid"])
+    extended.send("QUIT :bye")
+    ids.append(watcher.expect("QUIT").tags["msgid"])
+    assert all(ids) and len(set(ids)) == len(ids)
+    assert not [m for m in plain.log if m.tags]  # no message-tags: never a tag

@@ -28,7 +28,7 @@ from chaton.server.admission import Admission
 from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
 from chaton.server.hosts import cloak_key
-from chaton.server.lines import Outgoing
+from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.monitor import Monitor
 from chaton.server.registration import REALNAME_LEN
 from chaton.server.registration_state import Phase
@@ -158,7 +158,8 @@ class ChatServer:
             peers = self.state.remove(conn)
             self.monitor.offline(conn.nick)
             if peers:
-                Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"]).send_to(peers)
+                Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"],
+                         msgid=new_msgid(), account=conn.account).send_to(peers)
 
     def on_connection_lost(self, conn: Session) -> None:
         self.on_closing(conn)

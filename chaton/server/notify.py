@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chaton.server.lines import Outgoing
+from chaton.server.lines import Outgoing, new_msgid
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
@@ -44,7 +44,8 @@ def tell_peers(
 def send_join(room: Channel, conn: Session) -> None:
     """The JOIN to the room's members: with account and real name for extended-join, and
     the joiner's away message for away-notify members."""
-    plain = Outgoing(conn.source, "JOIN", [room.name], account=conn.account)
+    msgid = new_msgid()  # one event, whichever form each member gets
+    plain = Outgoing(conn.source, "JOIN", [room.name], msgid=msgid, account=conn.account)
     extended: Outgoing | None = None
     away = None
     for member in room.members:
@@ -53,7 +54,7 @@ def send_join(room: Channel, conn: Session) -> None:
             if extended is None:
                 extended = Outgoing(conn.source, "JOIN",
                                     [room.name, conn.account or "*", conn.realname or ""],
-                                    account=conn.account)
+                                    msgid=msgid, account=conn.account)
             member.send(extended.line_for(member))
         else:
             member.send(plain.line_for(member))

@@ -19,7 +19,7 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import casefold, valid_nick
-from chaton.server.lines import ACCOUNT_TAG, MESSAGE_TAGS, SERVER_TIME, Outgoing
+from chaton.server.lines import ACCOUNT_TAG, MESSAGE_TAGS, SERVER_TIME, Outgoing, new_msgid
 from chaton.server.registration_state import PassClaim
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
 
 def change_nick(server: ChatServer, conn: Session, new: str) -> None:
     """Rename a registered client (checked by the caller) and tell it and its peers."""
-    out = Outgoing(conn.source, "NICK", [new])
+    out = Outgoing(conn.source, "NICK", [new], msgid=new_msgid(), account=conn.account)
     peers = server.state.peers(conn)
     old = conn.nick
     assert old is not None

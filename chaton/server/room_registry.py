@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol.names import casefold, room_key, room_name
 from chaton.server.authority import admin_now
-from chaton.server.lines import Outgoing
+from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.room_modes import (
     LISTS,
     MAX_MODES,
@@ -138,7 +138,8 @@ def announce_modes(room: Channel, source: str, changes: list[Change]) -> None:
     """MODE lines to the room, at most ``MAX_MODES`` changes each."""
     for start in range(0, len(changes), MAX_MODES):
         chunk = changes[start:start + MAX_MODES]
-        Outgoing(source, "MODE", [room.name, *format_changes(chunk)]).send_to(room.members)
+        Outgoing(source, "MODE", [room.name, *format_changes(chunk)],
+                 msgid=new_msgid()).send_to(room.members)
 
 
 class RoomRegistry:
@@ -209,7 +210,8 @@ class RoomRegistry:
             if others:
                 announce_modes(room, CHANSERV_SOURCE, others)
             if topic_changed and not own_topic:
-                Outgoing(CHANSERV_SOURCE, "TOPIC", [room.name, room.topic]).send_to(room.members)
+                Outgoing(CHANSERV_SOURCE, "TOPIC", [room.name, room.topic],
+                         msgid=new_msgid()).send_to(room.members)
         if room.writes == 0 and room.stale:
             room.stale = False
             self.room_changed(room_key(room.name))

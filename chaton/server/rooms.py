@@ -21,7 +21,7 @@ from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import BadRoomName, casefold, is_channel, room_key, room_name
 from chaton.protocol.wildcards import wildcard_match
 from chaton.server.authority import admin_now
-from chaton.server.lines import Outgoing
+from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.notify import send_join
 from chaton.server.room_modes import (
     LISTS,
@@ -102,7 +102,8 @@ def _send_topic(conn: Session, room: Channel) -> None:
 
 def _part_all(server: ChatServer, conn: Session) -> None:
     for room in list(conn.channels.values()):
-        Outgoing(conn.source, "PART", [room.name, "Left all rooms"]).send_to(room.members)
+        Outgoing(conn.source, "PART", [room.name, "Left all rooms"], msgid=new_msgid(),
+                 account=conn.account).send_to(room.members)
         server.state.part(conn, room)
 
 
@@ -239,7 +240,8 @@ def part(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
             conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
             continue
         params = [room.name, reason] if reason else [room.name]
-        Outgoing(conn.source, "PART", params).send_to(room.members)
+        Outgoing(conn.source, "PART", params, msgid=new_msgid(),
+                 account=conn.account).send_to(room.members)
         server.state.part(conn, room)
     return None
 
@@ -290,7 +292,8 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     room.topic = text
     room.topic_by = conn.source
     room.topic_at = time.time()
-    Outgoing(conn.source, "TOPIC", [room.name, room.topic]).send_to(room.members)
+    Outgoing(conn.source, "TOPIC", [room.name, room.topic], msgid=new_msgid(),
+             account=conn.account).send_to(room.members)
     return None
 
 
@@ -298,7 +301,8 @@ async def _stored_topic(registry: RoomRegistry, conn: Session, room: Channel, te
                         ) -> None:
     """A registered room's topic: committed, then announced."""
     if await registry.set_topic(conn, room, text):
-        Outgoing(conn.source, "TOPIC", [room.name, room.topic]).send_to(room.members)
+        Outgoing(conn.source, "TOPIC", [room.name, room.topic], msgid=new_msgid(),
+                 account=conn.account).send_to(room.members)
 
 
 # LIST [<channel>{,<channel>}] | LIST <mask> | LIST >n | LIST <n   (ELIST=MU)
@@ -447,12 +451,11 @@ def _mode_done(
             conn.numeric(num.ERR_USERNOTINCHANNEL, error.arg, room.name,
                          "They aren't on that channel")
     if applied:
-        Outgoing(conn.source, "MODE", [room.name, *format_changes(applied)]).send_to(
-            room.members
-        )
+        out = Outgoing(conn.source, "MODE", [room.name, *format_changes(applied)],
+                       msgid=new_msgid(), account=conn.account)
+        out.send_to(room.members)
         if conn not in room.members:
-            conn.send(Outgoing(conn.source, "MODE", [room.name, *format_changes(applied)])
-                      .line_for(conn))
+            conn.send(out.line_for(conn))
 
 
 def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> None:
@@ -500,7 +503,8 @@ def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> 
 
 def kick_from(server: ChatServer, room: Channel, victim: Session, by: str, reason: str) -> None:
     """Remove ``victim`` from ``room``, telling everyone in it (victim included)."""
-    Outgoing(by, "KICK", [room.name, victim.name, reason]).send_to(room.members)
+    Outgoing(by, "KICK", [room.name, victim.name, reason], msgid=new_msgid()).send_to(
+        room.members)
     server.state.part(victim, room)
 
 
