@@ -38,8 +38,11 @@ __all__ = [
     "RawLine",
     "RealClient",
     "WeeChat",
+    "readme_commands",
     "require",
 ]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 #: How long any one wait for a real client may take.
 WAIT = 10.0
@@ -69,6 +72,35 @@ def require(kind: type[RealClient]) -> None:
     pytest.skip(msg)
 
 
+def readme_block(heading: str) -> list[str]:
+    """The lines of the first fenced block under the README's ``### heading``."""
+    text = README.read_text("utf-8")
+    section = text.split(f"\n### {heading}\n", 1)[1]
+    block = section.split("```", 2)[1]
+    return [line for line in block.splitlines()[1:] if line.strip()]
+
+
+def readme_commands(kind: type[RealClient], version: tuple[int, ...], *, host: str,
+                    port: int, account: str, password: str, room: str) -> list[str]:
+    """What the README tells a user of ``kind`` to type, for this server and account.
+
+    The README's example values are replaced (``chat.example.com``, ``5555``, ``alice``,
+    ``SECRET``, ``#general``); ``~/ca.pem`` stays, the client's home holds the CA there.
+    For WeeChat 4 the README's stated change is applied: ``-tls`` and ``tls_verify``.
+    """
+    lines = readme_block(kind.readme_heading)
+    if kind is WeeChat and version >= (4, 0):
+        lines = [line.replace(" -ssl", " -tls").replace(".ssl_verify", ".tls_verify")
+                 for line in lines]
+    out = []
+    for line in lines:
+        for example, real in (("chat.example.com", host), ("5555", str(port)),
+                              ("SECRET", password), ("alice", account), ("#general", room)):
+            line = line.replace(example, real)
+        out.append(line)
+    return out
+
+
 @dataclass(frozen=True)
 class RawLine:
     """One line of a real client's raw log: which way it went and the parsed message."""
@@ -86,8 +118,11 @@ class RawLine:
         return (self.message.source or "") if self.message else ""
 
     def is_error_numeric(self) -> bool:
-        """A numeric reply from 400 to 599 (ERR_*), which the server sent to the client."""
-        return not self.sent and self.command.isdigit() and 400 <= int(self.command) <= 599
+        """A numeric reply from 400 to 599 (ERR_*) or a ``FAIL``, sent by the server."""
+        if self.sent:
+            return False
+        return self.command == "FAIL" or (self.command.isdigit()
+                                          and 400 <= int(self.command) <= 599)
 
     def __str__(self) -> str:
         return ("sent " if self.sent else "got  ") + self.text
@@ -105,16 +140,27 @@ class RealClient:
 
     name = ""
     binaries: tuple[str, ...] = ()
+    #: The README section that says how to connect with this client.
+    readme_heading = ""
 
-    def __init__(self, home: Path, host: str, port: int, ca_file: Path, nick: str) -> None:
+    def __init__(self, home: Path, host: str, port: int, ca_file: Path, nick: str,
+                 setup: list[str] | None = None) -> None:
         self.home = home
         self.host = host
         self.port = port
         self.ca_file = ca_file
         self.nick = nick
+        #: Commands a user types to connect (the README's); None: the harness's own config.
+        self.setup = setup
         self.rawlog = home / "raw.log"
         self._marks = 0
         home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ca_file, home / "ca.pem")  # the README's ~/ca.pem
+
+    @staticmethod
+    def version() -> tuple[int, ...]:
+        """The installed client's version (major, minor)."""
+        return ()
 
     # --- what subclasses provide -----------------------------------------------------------
     def launch(self) -> None:
@@ -247,7 +293,7 @@ class RealClient:
 
 # --- irssi ---------------------------------------------------------------------------------
 
-_IRSSI_CONFIG = """\
+_IRSSI_SERVER = """\
 servers = (
   {{
     address = "{host}";
@@ -259,6 +305,10 @@ servers = (
     autoconnect = "yes";
   }}
 );
+"""
+#: The rest; alone, it is the setup for the README's commands (no server of our own; the
+#: README's ``/network add`` adds nick and SASL to this chatnet and keeps the raw log).
+_IRSSI_SETTINGS = """\
 chatnets = {{
   chaton = {{ type = "IRC"; autosendcmd = "/rawlog open {rawlog}"; }};
 }};
@@ -287,11 +337,13 @@ class Irssi(RealClient):
 
     name = "irssi"
     binaries = ("irssi", "tmux")
+    readme_heading = "irssi"
     join_queries_end = "368"
     untrusted_certificate = "Could not verify TLS servers certificate"
 
-    def __init__(self, home: Path, host: str, port: int, ca_file: Path, nick: str) -> None:
-        super().__init__(home, host, port, ca_file, nick)
+    def __init__(self, home: Path, host: str, port: int, ca_file: Path, nick: str,
+                 setup: list[str] | None = None) -> None:
+        super().__init__(home, host, port, ca_file, nick, setup)
         self.socket = home / "tmux.sock"
         self.session = "irssi"
         self.pid: int | None = None
@@ -304,7 +356,8 @@ class Irssi(RealClient):
 
     def launch(self) -> None:
         config = self.home / "config"
-        config.write_text(_IRSSI_CONFIG.format(
+        template = _IRSSI_SETTINGS if self.setup else _IRSSI_SERVER + _IRSSI_SETTINGS
+        config.write_text(template.format(
             host=self.host, port=self.port, ca=self.ca_file, rawlog=self.rawlog, nick=self.nick,
         ))
         env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.home)}
@@ -317,6 +370,11 @@ class Irssi(RealClient):
         )
         out = self._tmux("list-panes", "-t", self.session, "-F", "#{pane_pid}").stdout
         self.pid = int(out.split()[0])
+        if self.setup is not None:
+            self.wait_shown(r"Irssi v\d")  # typed before irssi reads its terminal, keys
+            for line in self.setup:        # would meet the tty's line editing instead
+                if not line.startswith("/join"):
+                    self.command(line)
 
     def wait_ready(self) -> None:
         # Registered, and past irssi's own post-connect step: one second after 001 it sets
@@ -371,6 +429,7 @@ class WeeChat(RealClient):
 
     name = "weechat"
     binaries = ("weechat-headless",)
+    readme_heading = "WeeChat"
     join_queries_end = "324"
     untrusted_certificate = "peer's certificate is NOT trusted"
     #: Where Debian, Fedora and a source build put the plugins (fifo is in weechat-plugins).
@@ -384,14 +443,16 @@ class WeeChat(RealClient):
             missing.append("weechat's fifo plugin")
         return missing
 
-    def __init__(self, home: Path, host: str, port: int, ca_file: Path, nick: str) -> None:
-        super().__init__(home, host, port, ca_file, nick)
+    def __init__(self, home: Path, host: str, port: int, ca_file: Path, nick: str,
+                 setup: list[str] | None = None) -> None:
+        super().__init__(home, host, port, ca_file, nick, setup)
         self.rawlog = home / "logs" / "irc.irc_raw.weechatlog"
         self.fifo = home / "fifo"
         self.output = home / "stdout.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _version(self) -> tuple[int, ...]:
+    @staticmethod
+    def version() -> tuple[int, ...]:
         out = subprocess.run(["weechat-headless", "--version"], capture_output=True,
                              text=True, timeout=WAIT).stdout
         return tuple(int(x) for x in re.findall(r"\d+", out)[:2])
@@ -400,27 +461,33 @@ class WeeChat(RealClient):
         # WeeChat 4 renamed the server options ssl* to tls* and anti_flood_prio_* (seconds)
         # to anti_flood (ms). Its flood queue would hold each of our commands for 2 s.
         server = "irc.server.chaton"
-        if self._version() >= (4, 0):
+        if self.version() >= (4, 0):
             tls, no_flood = "tls", [f"/set {server}.anti_flood 0"]
         else:
             tls = "ssl"
             no_flood = [f"/set {server}.anti_flood_prio_high 0",
                         f"/set {server}.anti_flood_prio_low 0"]
+        harness = ["/set logger.file.flush_delay 0", f"/set fifo.file.path {self.fifo}"]
+        if self.setup is None:
+            connect = [
+                "/set weechat.network.gnutls_ca_system off",
+                f"/set weechat.network.gnutls_ca_user {self.ca_file}",
+                f"/server add chaton {self.host}/{self.port} -{tls}",
+                f"/set {server}.{tls}_verify on",
+                f"/set {server}.nicks {self.nick}",
+                f"/set {server}.username {self.nick}",
+                "/connect chaton",
+            ]
+        else:  # the README's lines, but /join waits until the test says
+            connect = [line for line in self.setup if not line.startswith("/join")]
+        at = next(i for i, line in enumerate(connect) if line.startswith("/connect"))
         commands = [
-            "/set weechat.network.gnutls_ca_system off",
-            f"/set weechat.network.gnutls_ca_user {self.ca_file}",
-            "/set logger.file.flush_delay 0",
-            f"/set fifo.file.path {self.fifo}",
-            f"/server add chaton {self.host}/{self.port} -{tls}",
-            f"/set {server}.{tls}_verify on",
-            f"/set {server}.nicks {self.nick}",
-            f"/set {server}.username {self.nick}",
-            *no_flood,
+            *harness, *connect[:at], *no_flood,
             # The raw buffer is never logged (local variable no_log) unless we say so.
             "/server raw",
             "/command -buffer irc.irc_raw * /buffer delvar no_log",
             "/command -buffer irc.irc_raw * /logger set 9",
-            "/connect chaton",
+            *connect[at:],
         ]
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -477,10 +544,10 @@ class WeeChat(RealClient):
 
 @contextlib.contextmanager
 def running(kind: type[RealClient], home: Path, host: str, port: int, ca_file: Path,
-            nick: str) -> Iterator[RealClient]:
+            nick: str, setup: list[str] | None = None) -> Iterator[RealClient]:
     """A started real client, killed on the way out whatever happened."""
     require(kind)
-    client = kind(home, host, port, ca_file, nick)
+    client = kind(home, host, port, ca_file, nick, setup)
     try:
         client.start()
         yield client

@@ -1,4 +1,5 @@
-"""Issue 12: the real irssi and WeeChat drive a room's operator commands against chaton.
+"""The real irssi and WeeChat against chaton: the README's own steps (SASL, a room and a
+private conversation with chaton's client), and a room operator's commands.
 
 Each test starts the real binary (irssi 1.4 in tmux, ``weechat-headless`` 3.8) with a fresh
 home, verifying the server with the test CA. The user types the commands a room operator
@@ -12,15 +13,17 @@ The tests skip when a binary is missing, except under ``CI=true``, where they fa
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 
 import pytest
 import trustme
-from real_clients import Irssi, RealClient, WeeChat, require, running
+from real_clients import Irssi, RealClient, WeeChat, readme_commands, require, running
+from test_client_e2e import ClientProcess
 
 from chaton.protocol.message import Message
 
-from conftest import IrcClient, RunningServer
+from conftest import IrcClient, RunningServer, add_account
 
 ROOM = "#r"
 CLIENTS = [pytest.param(Irssi, id="irssi"), pytest.param(WeeChat, id="weechat")]
@@ -65,6 +68,48 @@ def assert_no_errors(real: RealClient) -> None:
     real.sync()  # every reply to what it sent is now in its raw log
     errors = real.errors()
     assert not errors, f"{real.name} received error numerics:\n" + "\n".join(map(str, errors))
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+def test_the_readme_s_steps_log_in_and_talk_with_a_chaton_client(
+    kind: type[RealClient], server: RunningServer, tmp_path: Path
+) -> None:
+    """Typed as the README says (its irssi or WeeChat block, with this server, account and
+    room): verified TLS, a SASL login under the account's own nickname, then a room message
+    and a private message each way with a person on chaton's own client."""
+    require(kind)
+    account, password = "alice", "readme-secret-1"
+    add_account(server.settings, account, password)
+    setup = readme_commands(kind, kind.version(), host="localhost", port=server.port,
+                            account=account, password=password, room=ROOM)
+    assert [line for line in setup if line.startswith("/join")] == [f"/join {ROOM}"]
+    with running(kind, tmp_path / kind.name, "localhost", server.port, server.ca_file,
+                 account, setup) as real:
+        real.wait_received("903")  # SASL succeeded, before registration ended
+        real.join(ROOM)
+        assert server.call(lambda: server.server.state.nicks[account].account) == account
+        tls_only = server.call(lambda: server.server.state.nicks[account].link.description)
+        assert "TLS" in tls_only, tls_only
+
+        carol = ClientProcess(server, tmp_path, "--nick", "carol", "--join", ROOM)
+        try:
+            carol.expect(rf"{ROOM} -- carol joined$")
+            real.wait_raw("carol's JOIN", lambda x: not x.sent and x.command == "JOIN"
+                          and x.source.startswith("carol!"))
+            carol.type("hello from chaton")
+            real.wait_received("PRIVMSG", ROOM, "hello from chaton")
+            real.command(f"hi from {kind.name}", ROOM)
+            carol.expect(rf"{ROOM} <{account}> hi from {kind.name}$")
+            real.command(f"/msg carol psst from {kind.name}")
+            carol.expect(rf"\*{account}\* psst from {kind.name}$")
+            carol.type(f"/msg {account} and back")
+            real.wait_received("PRIVMSG", account, "and back")
+            assert_no_errors(real)
+            assert carol.finish() == 0
+            trouble = re.compile(r"-!- .*(failed|No such|ERROR: (?!Closing Link))")
+            assert not [line for line in carol.lines if trouble.search(line)], carol.lines
+        finally:
+            carol.kill()
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
