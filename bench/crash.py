@@ -238,9 +238,9 @@ class CrashModel:
             if not passwords.verify(account.password_hash, password)[0]:
                 problems.append(f"account {name}: acknowledged password does not verify")
         have = Counter((e.action, e.target) for e in store.audit_since())
-        for key, count in self.audit.items():
-            if have[key] < count:
-                problems.append(f"audit {key}: {have[key]} lines, {count} acknowledged")
+        for entry, count in self.audit.items():
+            if have[entry] < count:
+                problems.append(f"audit {entry}: {have[entry]} lines, {count} acknowledged")
         return problems
 
 

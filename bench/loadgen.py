@@ -197,6 +197,8 @@ class IrcClient(asyncio.Protocol):
                 self.numerics["line-too-long"] += 1
                 continue
             assert isinstance(line, bytes)
+            if line[:1] == b"@":  # IRCv3 tags (msgid, time, account): not measured here
+                line = line[line.find(b" ") + 1:]
             # Fast path for ":src PRIVMSG target :b <sender> <seq> <t>".
             i = line.find(b" :b ")
             if i > 0 and recorder is not None and line[0] == 58 and b" PRIVMSG " in line[:i]:
@@ -291,10 +293,11 @@ class IrcClient(asyncio.Protocol):
             raise BenchError(f"{self.nick}: no answer to {what} within {timeout:g}s") from None
 
     # --- outgoing --------------------------------------------------------------------------
-    def send(self, command: str, *params: str) -> None:
+    def send(self, command: str, *params: str, tags: dict[str, str] | None = None) -> None:
         """Write one message (dropped silently if the connection is gone)."""
         if self.transport is not None and not self.closed:
-            self.transport.write(serialize(Message(command, params)).encode() + b"\r\n")
+            msg = Message(command, params, tags=tags or {})
+            self.transport.write(serialize(msg).encode() + b"\r\n")
 
     async def register(self, timeout: float) -> None:
         """Plain registration: ``NICK``/``USER``, then wait for ``001``."""
@@ -303,18 +306,26 @@ class IrcClient(asyncio.Protocol):
         self.send("USER", self.nick, "0", "*", "chaton bench")
         await self._await(welcome, "NICK/USER", timeout)
 
-    async def register_sasl(self, account: str, password: str, timeout: float) -> None:
-        """``CAP LS 302``, ``CAP REQ sasl``, ``AUTHENTICATE PLAIN``, ``CAP END``, ``001``."""
+    async def register_sasl(self, account: str | None, password: str, timeout: float,
+                            caps: tuple[str, ...] = ()) -> None:
+        """``CAP LS 302``, ``CAP REQ`` (``sasl`` and ``caps``), ``AUTHENTICATE PLAIN``,
+        ``CAP END``, ``001``; with no ``account``, only the capabilities."""
         ls = self._want("cap-ls")
         self.send("CAP", "LS", "302")
         self.send("NICK", self.nick)
         self.send("USER", self.nick, "0", "*", "chaton bench")
         await self._await(ls, "CAP LS", timeout)
-        if "sasl" not in self.caps:
-            raise BenchError(f"{self.nick}: the server does not offer SASL")
+        wanted = (*caps, "sasl") if account else caps
+        if missing := [c for c in wanted if c not in self.caps]:
+            raise BenchError(f"{self.nick}: the server does not offer {' '.join(missing)}")
         req = self._want("cap-req")
-        self.send("CAP", "REQ", "sasl")
-        await self._await(req, "CAP REQ sasl", timeout)
+        self.send("CAP", "REQ", " ".join(wanted))
+        await self._await(req, f"CAP REQ {' '.join(wanted)}", timeout)
+        if not account:
+            welcome = self._want("welcome")
+            self.send("CAP", "END")
+            await self._await(welcome, "CAP END", timeout)
+            return
         plus = self._want("authenticate")
         self.send("AUTHENTICATE", "PLAIN")
         if await self._await(plus, "AUTHENTICATE PLAIN", timeout) != "+":
@@ -492,6 +503,7 @@ async def send_messages(
     recorder: Recorder | None = None,
     fanout: int = 1,
     max_in_flight: int = 0,
+    labeled: bool = False,
 ) -> int:
     """Send up to ``count`` bench messages to ``target``; return how many were sent.
 
@@ -499,6 +511,7 @@ async def send_messages(
     After every ``window`` messages (and at the end) waits for a PING round trip. With
     ``max_in_flight``, no message is sent while receivers are more than that many deliveries
     behind (each message counts ``fanout`` deliveries in ``recorder``, shared by all senders).
+    ``labeled`` puts an IRCv3 ``label`` on each message (the server answers each with ACK).
     """
     start = time.perf_counter()
     sent = 0
@@ -513,7 +526,8 @@ async def send_messages(
             if max_in_flight and recorder.issued - recorder.count > max_in_flight:
                 await recorder.caught_up(max_in_flight, timeout)
             recorder.issued += fanout
-        client.send("PRIVMSG", target, f"b {sender_id} {seq} {time.perf_counter_ns()}")
+        client.send("PRIVMSG", target, f"b {sender_id} {seq} {time.perf_counter_ns()}",
+                    tags={"label": str(seq)} if labeled else None)
         sent += 1
         if sent % window == 0:
             await client.ping(timeout)

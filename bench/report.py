@@ -183,6 +183,10 @@ def _cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
     return fmt.format(m[key])
 
 
+#: chaton measured with IRCv3 clients (see ``ChatonServer.ircv3``).
+IRCV3 = "chaton+ircv3"
+
+
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
     if not a or not b:
         return None
@@ -193,10 +197,13 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> floa
 
 
 def default_ratios(servers: list[str]) -> list[tuple[str, str]]:
-    """The ratio columns: chaton/ngircd, and chaton/chaton@REV for each older revision."""
+    """The ratio columns: chaton/ngircd, chaton/chaton@REV for each older revision, and
+    chaton+ircv3/chaton (the cost of the IRCv3 tags)."""
     out = [("chaton", "ngircd")] if "chaton" in servers and "ngircd" in servers else []
     if "chaton" in servers:
         out += [("chaton", s) for s in servers if s.startswith("chaton@")]
+        if IRCV3 in servers:
+            out.append((IRCV3, "chaton"))
     return out
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import BenchError, Target
-from bench.report import aggregate, default_ratios, markdown, write_json
-from bench.scenarios import SCENARIOS, Context
+from bench.report import IRCV3, aggregate, default_ratios, markdown, write_json
+from bench.scenarios import IRCV3_CAPS, SCENARIOS, Context
 from bench.servers import (
     CHATON_BENCH_SETTINGS,
     ChatonServer,
@@ -172,11 +172,11 @@ def _server_specs(text: str, baselines: list[str]) -> tuple[list[str], list[str]
         name, at, rev = spec.partition("@")
         if name.lower() == "chaton" and at and rev:
             revisions.append(rev)
-        elif not at and spec.lower() in ("chaton", "ngircd"):
+        elif not at and spec.lower() in ("chaton", "ngircd", IRCV3):
             wanted.append(spec.lower())
         else:
-            raise SystemExit(f"python -m bench: unknown server {spec!r}; use chaton, ngircd "
-                             "or chaton@REV")  # fmt: skip
+            raise SystemExit(f"python -m bench: unknown server {spec!r}; use chaton, ngircd, "
+                             f"{IRCV3} or chaton@REV")  # fmt: skip
     return list(dict.fromkeys(wanted)), list(dict.fromkeys(revisions))
 
 
@@ -316,6 +316,7 @@ async def _run_one(
                 accounts=accounts,
                 password=password,
                 login_accounts=login_accounts,
+                ircv3=isinstance(server, ChatonServer) and server.ircv3,
             )
             record["metrics"] = await scenario.run(ctx, params)
         progress("done: " + _summary(record["metrics"]))
@@ -373,6 +374,11 @@ async def _main(args: argparse.Namespace) -> int:
                     workdir / "chaton", certs, data_dir=workdir / "chaton" / "data",
                     settings=overrides, extra_args=list(args.chaton_args),
                 ))  # fmt: skip
+        if IRCV3 in wanted and not chaton_unavailable():
+            servers.append(ChatonServer(
+                workdir / IRCV3, certs, name=IRCV3, data_dir=workdir / IRCV3 / "data",
+                settings=overrides, extra_args=list(args.chaton_args), ircv3=True,
+            ))  # fmt: skip
         for rev in revisions:
             try:
                 old = _revision_server(rev, workdir, certs, overrides, args.chaton_args)
@@ -409,7 +415,8 @@ async def _main(args: argparse.Namespace) -> int:
             except ServerError as exc:
                 log(str(exc))
                 return 2
-        if chatons and ("f" in keys or "g" in keys):
+        ircv3_senders = [s for s in chatons if s.ircv3]
+        if chatons and ("f" in keys or "g" in keys or ircv3_senders):
             password = secrets.token_urlsafe(18)
         if chatons and "f" in keys:
             n = params["f"]["logins"]
@@ -418,6 +425,11 @@ async def _main(args: argparse.Namespace) -> int:
                 log(f"creating {n} SASL accounts in {chaton.name}'s database (default argon2 "
                     "settings)")  # fmt: skip
                 create_chaton_accounts(chaton, accounts, password)
+        fanout_senders = max((params[k].get("senders", 0) for k in keys if k in "ab"),
+                             default=0)
+        for chaton in ircv3_senders:  # its senders log in, so account-tag has something to say
+            log(f"creating {fanout_senders} sender accounts in {chaton.name}'s database")
+            create_chaton_accounts(chaton, [f"f{i}" for i in range(fanout_senders)], password)
         login_accounts: list[str] = []
         if chatons and "g" in keys:
             wanted_names = [f"newbie{i}" for i in range(params["g"]["new_logins"])]
@@ -472,8 +484,12 @@ async def _main(args: argparse.Namespace) -> int:
             s.name: {"version": s.version(), "tls": s.tls, "config": s.config_summary}
             for s in servers
         }
-        if "chaton" in versions:
-            versions["chaton"]["version"] += f", commit {chaton_revision()}"
+        for name in ("chaton", IRCV3):  # both run this checkout
+            if name in versions:
+                versions[name]["version"] += f", commit {chaton_revision()}"
+        if IRCV3 in versions:
+            versions[IRCV3]["version"] += "; clients negotiate " + " ".join(IRCV3_CAPS) + (
+                ", senders log in (SASL) and label every message")
         ratios = default_ratios(names)
         table = markdown(medians, names, titles, repeats, ratios=ratios, runs=runs)
         command = " ".join(["python -m bench", shlex.join(sys.argv[1:])]).strip()

@@ -55,6 +55,12 @@ class Context:
     accounts: list[str] = field(default_factory=list)  # SASL accounts (nick = account name)
     password: str = ""
     login_accounts: list[str] = field(default_factory=list)  # (g): made with the chaton CLI
+    #: clients negotiate IRCV3_CAPS; in (a)/(b) senders log in and label every message
+    ircv3: bool = False
+
+
+#: What an IRCv3 client of the fan-out asks for (the tags a modern client gets).
+IRCV3_CAPS = ("message-tags", "server-time", "account-tag", "batch", "labeled-response")
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,10 @@ async def _connect(
     """
 
     async def setup(client: IrcClient) -> None:
-        if sasl_accounts:
+        if ctx.ircv3:
+            account = (sasl_accounts or {}).get(client.nick)
+            await client.register_sasl(account, ctx.password, ctx.step_timeout, IRCV3_CAPS)
+        elif sasl_accounts:
             account = sasl_accounts[client.nick]
             await client.register_sasl(account, ctx.password, ctx.step_timeout)
         else:
@@ -192,7 +201,9 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Metrics:
     n, senders, count = p["clients"], p["senders"], p["messages"]
     rec = Recorder()
     s0 = Snapshot.take(ctx.server)
-    res = await _connect(ctx, [f"f{i}" for i in range(n)], rec, join=True)
+    logins = {f"f{i}": f"f{i}" for i in range(senders)} if ctx.ircv3 else None
+    res = await _connect(ctx, [f"f{i}" for i in range(n)], rec, join=True,
+                         sasl_accounts=logins)
     clients = res.clients
     try:
         await sync(clients, ctx.step_timeout)
@@ -203,6 +214,7 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Metrics:
             send_messages(
                 c, CHANNEL, i, count, window=ctx.window, timeout=ctx.step_timeout,
                 recorder=rec, fanout=n - 1, max_in_flight=ctx.max_in_flight,
+                labeled=ctx.ircv3,
             )
             for i, c in enumerate(clients[:senders])
         ]  # fmt: skip

@@ -321,6 +321,8 @@ class ChatonServer(Server):
     known_settings: frozenset[str] | None = None
     #: write a cProfile of each run to ``profile_path`` (set by the runner per run)
     profile_path: Path | None = None
+    #: the generator's clients negotiate IRCv3 tags (server ``chaton+ircv3``): see IRCV3_CAPS
+    ircv3: bool = False
 
     @property
     def is_revision(self) -> bool:
