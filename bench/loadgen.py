@@ -197,11 +197,11 @@ class IrcClient(asyncio.Protocol):
                 self.numerics["line-too-long"] += 1
                 continue
             assert isinstance(line, bytes)
-            if line[:1] == b"@":  # IRCv3 tags (msgid, time, account): not measured here
-                line = line[line.find(b" ") + 1:]
-            # Fast path for ":src PRIVMSG target :b <sender> <seq> <t>".
+            # Fast path for "[@tags ]:src PRIVMSG target :b <sender> <seq> <t>" (a tag
+            # value never holds a space, so " :b " is the text's start either way).
             i = line.find(b" :b ")
-            if i > 0 and recorder is not None and line[0] == 58 and b" PRIVMSG " in line[:i]:
+            if i > 0 and recorder is not None and line[0] in (58, 64) and (
+                    b" PRIVMSG " in line[:i]):
                 try:
                     recorder.add(int(line[i + 4 :].split(b" ")[2]), now)
                 except (IndexError, ValueError):

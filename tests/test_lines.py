@@ -65,3 +65,28 @@ def test_every_tag_variant_is_one_clean_line(
     if mode & 2:
         for key, value in tags.items():
             assert parsed.tags[key] == value.replace("\0", " ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    label=st.text(min_size=1, max_size=64),
+    params=st.lists(st.text(max_size=40), min_size=1, max_size=4),
+    mode=st.integers(min_value=0, max_value=7),
+)
+def test_a_label_added_to_any_encoded_line_reads_back_and_changes_nothing_else(
+    label: str, params: list[str], mode: int
+) -> None:
+    """labeled-response adds its tag to lines already encoded, tagged or not."""
+    from types import SimpleNamespace
+
+    from chaton.protocol.message import escape_tag_value
+    from chaton.server.labels import with_tag
+    from chaton.server.lines import Outgoing, new_msgid
+
+    out = Outgoing("nick!u@host", "PRIVMSG", params, {"+x": "y"}, msgid=new_msgid())
+    line = out.line_for(SimpleNamespace(tag_mode=mode))  # type: ignore[arg-type]
+    labeled = with_tag(line, ("label=" + escape_tag_value(label)).encode())
+    assert labeled.endswith(b"\r\n") and labeled.count(b"\n") == 1
+    before, after = parse(line[:-2].decode()), parse(labeled[:-2].decode())
+    assert after.tags.pop("label") == label.replace("\0", " ")
+    assert after == before

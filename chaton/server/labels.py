@@ -31,7 +31,7 @@ from chaton.protocol.message import encode_line, escape_tag_value
 if TYPE_CHECKING:
     from chaton.server.session import Session
 
-__all__ = ["LABEL_MAX_BYTES", "LabeledReply", "wanted_label"]
+__all__ = ["LABEL_MAX_BYTES", "LabeledReply", "wanted_label", "with_tag"]
 
 #: The longest label honoured (IRCv3: labels are at most 64 bytes); longer ones are ignored.
 LABEL_MAX_BYTES = 64
@@ -51,7 +51,7 @@ def wanted_label(conn: Session, tags: dict[str, str]) -> str | None:
     return label
 
 
-def _with_tag(line: bytes, tag: bytes) -> bytes:
+def with_tag(line: bytes, tag: bytes) -> bytes:
     """``line`` with one more tag in front (the line is already encoded)."""
     if line[:1] == b"@":
         return b"@" + tag + b";" + line[1:]
@@ -105,17 +105,17 @@ class LabeledReply:
         if _in_a_batch(line):
             self._send(line)
         else:
-            self._send(_with_tag(line, self._batch))  # type: ignore[arg-type]
+            self._send(with_tag(line, self._batch))  # type: ignore[arg-type]
 
     def _open_batch(self) -> None:
         ref = f"L{next(_batch_ids):x}"
         conn = self._conn
         start = encode_line(conn.server.name, "BATCH", ["+" + ref, "labeled-response"])
-        self._send(_with_tag(start, self._label))
+        self._send(with_tag(start, self._label))
         self._batch = b"batch=" + ref.encode()
         held, self._held = self._held, None
         if held is not None:
-            self._send(_with_tag(held, self._batch))
+            self._send(with_tag(held, self._batch))
 
     def finish(self) -> None:
         """The command is done: close the batch, label the lone reply, or ``ACK``."""
@@ -129,7 +129,7 @@ class LabeledReply:
             ref = self._batch[len(b"batch="):].decode()
             self._send(encode_line(conn.server.name, "BATCH", ["-" + ref]))
         elif self._held is not None:
-            self._send(_with_tag(self._held, self._label))
+            self._send(with_tag(self._held, self._label))
         else:
-            self._send(_with_tag(encode_line(conn.server.name, "ACK", []), self._label))
+            self._send(with_tag(encode_line(conn.server.name, "ACK", []), self._label))
         self._held = None
