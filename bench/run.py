@@ -427,9 +427,11 @@ async def _main(args: argparse.Namespace) -> int:
                 create_chaton_accounts(chaton, accounts, password)
         fanout_senders = max((params[k].get("senders", 0) for k in keys if k in "ab"),
                              default=0)
+        sender_accounts = [f"f{i}" for i in range(fanout_senders)] + (["l0"] if "e" in keys
+                                                                       else [])
         for chaton in ircv3_senders:  # its senders log in, so account-tag has something to say
-            log(f"creating {fanout_senders} sender accounts in {chaton.name}'s database")
-            create_chaton_accounts(chaton, [f"f{i}" for i in range(fanout_senders)], password)
+            log(f"creating {len(sender_accounts)} sender accounts in {chaton.name}'s database")
+            create_chaton_accounts(chaton, sender_accounts, password)
         login_accounts: list[str] = []
         if chatons and "g" in keys:
             wanted_names = [f"newbie{i}" for i in range(params["g"]["new_logins"])]

@@ -55,7 +55,7 @@ class Context:
     accounts: list[str] = field(default_factory=list)  # SASL accounts (nick = account name)
     password: str = ""
     login_accounts: list[str] = field(default_factory=list)  # (g): made with the chaton CLI
-    #: clients negotiate IRCV3_CAPS; in (a)/(b) senders log in and label every message
+    #: clients negotiate IRCV3_CAPS; in (a), (b) and (e) senders log in and label messages
     ircv3: bool = False
 
 
@@ -368,14 +368,16 @@ async def light(ctx: Context, p: dict[str, Any]) -> Metrics:
     count = int(rate * p["seconds"])
     rec = Recorder()
     rss0 = ctx.server.sample().rss_bytes
-    res = await _connect(ctx, [f"l{i}" for i in range(n)], rec, join=True)
+    logins = {"l0": "l0"} if ctx.ircv3 else None
+    res = await _connect(ctx, [f"l{i}" for i in range(n)], rec, join=True, sasl_accounts=logins)
     clients = res.clients
     try:
         await sync(clients, ctx.step_timeout)
         ctx.progress(f"1 sender at {rate:g} msg/s for {p['seconds']:g}s -> {n - 1} receivers")
         a = Snapshot.take(ctx.server)
         sent = await send_messages(
-            clients[0], CHANNEL, 0, count, window=ctx.window, timeout=ctx.step_timeout, rate=rate
+            clients[0], CHANNEL, 0, count, window=ctx.window, timeout=ctx.step_timeout, rate=rate,
+            labeled=ctx.ircv3,
         )
         return await _room_metrics(ctx, res, rec, clients, n, sent, a, rss0)
     finally:
