@@ -304,6 +304,31 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 6 -> 7: things done once per database (the default room registered on first run),
     # remembered so that dropping the default room is not undone by the next start.
     ("CREATE TABLE once (key TEXT PRIMARY KEY, at REAL NOT NULL)",),
+    # 7 -> 8: the message store (``chaton.history_store``): room and private messages in
+    # commit order, and per party the private conversations it has (for CHATHISTORY TARGETS).
+    (
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            msgid TEXT NOT NULL UNIQUE,
+            at REAL NOT NULL,
+            target TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            command TEXT NOT NULL,
+            source TEXT NOT NULL,
+            account TEXT,
+            params TEXT NOT NULL,
+            tags TEXT
+        )""",
+        "CREATE INDEX messages_target ON messages (target, at)",
+        "CREATE INDEX messages_at ON messages (at)",
+        """CREATE TABLE conversations (
+            party TEXT NOT NULL,
+            target TEXT NOT NULL,
+            peer TEXT NOT NULL,
+            last_at REAL NOT NULL,
+            PRIMARY KEY (party, target)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
