@@ -165,6 +165,13 @@ class Settings:
         ),
     )
 
+    # --- history ---------------------------------------------------------------------------
+    history: bool = field(
+        default=True,
+        metadata=_doc("keep room and private messages in the database (each is committed "
+                      "before it is delivered)"),
+    )
+
     # --- database --------------------------------------------------------------------------
     db_poll_interval: float = field(
         default=1.0, metadata=_doc("seconds between looks for changes the admin CLI committed")

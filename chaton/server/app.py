@@ -42,6 +42,7 @@ from chaton.server.whowas import WhoWas
 if TYPE_CHECKING:
     from chaton.server.accounts import AccountService
     from chaton.server.authority import Authority
+    from chaton.server.history import History
     from chaton.server.room_registry import RoomRegistry
 
 __all__ = ["ChatServer"]
@@ -76,6 +77,7 @@ class ChatServer:
         self._closed = asyncio.Event()
         self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: AccountService | None = None  # attached by server.setup
+        self.history: History | None = None  # likewise, when the setting keeps history
         self.authority: Authority | None = None  # likewise: the accounts' authority
         self.registry: RoomRegistry | None = None  # likewise: registered rooms
         self.isupport = self._isupport()
@@ -113,6 +115,8 @@ class ChatServer:
             await asyncio.sleep(0.02)
         for session in list(self.sessions):
             session.link.abort()
+        if self.history is not None:
+            self.history.close()
         if self.accounts is not None:
             self.accounts.close()
         self._closed.set()

@@ -23,15 +23,46 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from chaton.history_store import HistoryStore, NewMessage
+from chaton.history_store import HistoryStore, NewMessage, guest_party, room_key
+from chaton.protocol.names import casefold
 from chaton.store import StoreError
 
-__all__ = ["History"]
+if TYPE_CHECKING:
+    from chaton.server.lines import Outgoing
+    from chaton.server.session import Session
+    from chaton.server.state import Channel
+
+__all__ = ["History", "party", "room_target", "stored"]
 
 log = logging.getLogger("chaton")
 
 Deliver = Callable[[], None]
+
+
+def party(conn: Session) -> str:
+    """Who ``conn`` is in a private conversation: its account, or (a guest) this one
+    connection, so a later guest with the same nickname reads nothing of it."""
+    if conn.account:
+        return casefold(conn.account)
+    return guest_party(f"{id(conn):x}.{conn.connected_at!r}")
+
+
+def room_target(room: Channel) -> str:
+    """A room's history key. An unregistered room's history belongs to that room's life:
+    whoever starts a room of the same name afresh (and becomes its operator) must not read
+    what was said in an earlier, perhaps secret, one."""
+    key = room_key(room.name)
+    return key if room.owner is not None else f"{key}\x00{room.created!r}"
+
+
+def stored(out: Outgoing, conn: Session, command: str, target: str, recipient: str,
+           params: tuple[str, ...], tags: dict[str, str] | None,
+           parties: tuple[tuple[str, str], tuple[str, str]] | None = None) -> NewMessage:
+    """The row for one relayed message, with the msgid and time its recipients see."""
+    return NewMessage(out.msgid or "", out.at, target, recipient, command, conn.source or "",
+                      conn.account, params, tags or None, parties)
 
 
 class History:

@@ -69,6 +69,11 @@ class Outgoing:
         self._bot = bot
         self._lines: list[bytes | None] = [self.plain, None, None, None, None, None, None, None]
 
+    @property
+    def at(self) -> float:
+        """When the message was accepted (its ``time`` tag, and its time in history)."""
+        return self._at
+
     def line_for(self, conn: Session) -> bytes:
         mode = conn.tag_mode
         line = self._lines[mode]

@@ -7,12 +7,15 @@ capability variant, queued to each recipient without awaiting.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from functools import partial
 from typing import TYPE_CHECKING
 
+from chaton.history_store import private_key
 from chaton.protocol import numerics as num
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold
 from chaton.server import chanserv
+from chaton.server.history import party, room_target, stored
 from chaton.server.lines import MESSAGE_TAGS, Outgoing, new_msgid
 from chaton.server.room_modes import OP, VOICE, banned
 from chaton.server.targets import split_targets
@@ -54,6 +57,8 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     account = conn.account
     pending: Awaitable[None] | None = None
     bot = "B" in conn.user_modes
+    history = server.history
+    committed: Awaitable[None] | None = None  # the batch holding this command's messages
     for target in targets:
         body = (target,) if tagmsg else (target, text)
         status_only = 0  # STATUSMSG: "@#room" reaches operators, "+#room" voice and up
@@ -77,7 +82,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
             shown = room.name if not status_only else body[0][0] + room.name
             out = Outgoing(conn.source, command, (shown, *body[1:]), tags,
                            msgid=new_msgid(), account=account, bot=bot)
-            if status_only:
+            if status_only:  # for some members only: not kept, so never replayed to all
                 members = [m for m, bits in room.members.items() if bits & status_only
                            and (m is not conn or echo)]
                 if tagmsg:
@@ -85,10 +90,13 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 else:
                     out.send_to(members)
                 continue
-            if tagmsg:
-                out.send_to_tagged(room.members, skip=None if echo else conn)
+            deliver = partial(_to_room, out, room, None if echo else conn, tagmsg)
+            if history is None:
+                deliver()
             else:
-                out.send_to(room.members, skip=None if echo else conn)
+                committed = history.record(
+                    stored(out, conn, command, room_target(room), room.name, body[1:], tags),
+                    deliver, partial(_not_stored, conn, command, room.name))
         else:
             peer = state.find_nick(target)
             if peer is None:
@@ -101,17 +109,53 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 continue
             out = Outgoing(conn.source, command, (peer.name, *body[1:]), tags,
                            msgid=new_msgid(), account=account, bot=bot)
-            if not tagmsg or peer.tag_mode & MESSAGE_TAGS:
-                # To oneself, the delivery is not a reply (labeled-response): only the
-                # echo is, so the delivery bypasses the reply capture.
-                (peer.link.send if peer is conn else peer.send)(out.line_for(peer))
-            if echo and (not tagmsg or conn.tag_mode & MESSAGE_TAGS):
-                conn.send(out.line_for(conn))
+            deliver = partial(_to_peer, out, conn, peer, tagmsg, echo)
+            if history is None:
+                deliver()
+            else:
+                mine, theirs = party(conn), party(peer)
+                message = stored(out, conn, command, private_key(mine, theirs), peer.name, body[1:],
+                                 tags, ((mine, peer.name), (theirs, conn.name or "*")))
+                committed = history.record(message, deliver,
+                                         partial(_not_stored, conn, command, peer.name))
             if tagmsg:
                 continue
             if peer.away is not None and command == "PRIVMSG":
                 conn.numeric(num.RPL_AWAY, peer.name, peer.away)
-    return pending
+    if committed is None or pending is None:
+        return committed or pending
+    return _both(committed, pending)  # "PRIVMSG #room,ChanServ ..."
+
+
+async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+    await first
+    await second
+
+
+def _to_room(out: Outgoing, room: Channel, skip: Session | None, tagmsg: bool) -> None:
+    """Deliver to the room's members at delivery time (after the commit, with history)."""
+    if tagmsg:
+        out.send_to_tagged(room.members, skip=skip)
+    else:
+        out.send_to(room.members, skip=skip)
+
+
+def _to_peer(out: Outgoing, conn: Session, peer: Session, tagmsg: bool, echo: bool) -> None:
+    if peer.closing and peer is not conn:
+        return
+    if not tagmsg or peer.tag_mode & MESSAGE_TAGS:
+        # To oneself, the delivery is not a reply (labeled-response): only the echo is,
+        # so the delivery bypasses the reply capture.
+        (peer.link.send if peer is conn else peer.send)(out.line_for(peer))
+    if echo and (not tagmsg or conn.tag_mode & MESSAGE_TAGS):
+        conn.send(out.line_for(conn))
+
+
+def _not_stored(conn: Session, command: str, target: str) -> None:
+    """The commit failed: nothing was delivered, and the sender hears so (standard reply)."""
+    if not conn.closing:
+        conn.send_msg("FAIL", command, "MESSAGE_ERROR", target,
+                      "Message not delivered: the server could not store it")
 
 
 def _refusal(room: Channel, conn: Session, status: int | None) -> tuple[str, str] | None:

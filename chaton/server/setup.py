@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from chaton.datadir import DataDirLock, private_dir
 from chaton.server.accounts import AccountService
+from chaton.server.history import History
 from chaton.server.room_registry import RoomRegistry
 from chaton.store import Store, StoreError
 
@@ -66,4 +67,6 @@ def attach_services(server: ChatServer) -> AccountService:
         service.close()
         raise
     server.registry = registry
+    if server.settings.history:
+        server.history = History(server.settings.db_file)
     return service

@@ -1,0 +1,96 @@
+"""The message store in a running server, over real TLS: what a recipient sees is already
+in the database file (as another process would find it), under the right conversation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from chaton.history_store import guest_party, private_key
+
+from conftest import RunningServer, add_account, logged_in
+
+PW = "correct horse battery"
+
+
+def row(db_file: Path, msgid: str) -> tuple[str, str, str, str, list[str]] | None:
+    db = sqlite3.connect(db_file)
+    try:
+        found = db.execute(
+            "SELECT target, recipient, command, account, params FROM messages WHERE msgid = ?",
+            (msgid,),
+        ).fetchone()
+    finally:
+        db.close()
+    if found is None:
+        return None
+    return found[0], found[1], found[2], found[3], json.loads(found[4])
+
+
+def test_a_room_message_is_in_the_file_before_anyone_receives_it(server: RunningServer) -> None:
+    add_account(server.settings, "alice", PW)
+    alice = logged_in(server, "alice", "alice", PW)
+    bob = server.client().register("bob", caps=("message-tags",))
+    alice.join("#general")  # the default room: registered, so its key is its name
+    bob.join("#general")
+    alice.send("PRIVMSG #general :kept before sent")
+    got = bob.expect("PRIVMSG", "#general")
+    msgid = got.tags["msgid"]
+    # checked the moment bob has it: the commit came first
+    assert row(server.settings.db_file, msgid) == (
+        "#general", "#general", "PRIVMSG", "alice", ["kept before sent"])
+
+
+def test_private_messages_are_kept_per_pair_of_accounts_or_guest_connections(
+        server: RunningServer) -> None:
+    add_account(server.settings, "alice", PW)
+    add_account(server.settings, "bob", PW)
+    alice = logged_in(server, "alice", "alice", PW)
+    bob = logged_in(server, "bob", "bob", PW)
+    for c in (alice, bob):
+        c.send("CAP REQ :message-tags echo-message")
+        c.expect("CAP", where=lambda m: m.param(1) == "ACK")
+    alice.send("PRIVMSG bob :just us")
+    to_bob = bob.expect("PRIVMSG", "bob")
+    echo = alice.expect("PRIVMSG", "bob")
+    assert echo.tags["msgid"] == to_bob.tags["msgid"]
+    assert row(server.settings.db_file, to_bob.tags["msgid"]) == (
+        private_key("alice", "bob"), "bob", "PRIVMSG", "alice", ["just us"])
+
+    guest = server.client().register("carol", caps=("message-tags",))
+    alice.send("PRIVMSG carol :hello guest")
+    to_guest = guest.expect("PRIVMSG", "carol")
+    target = row(server.settings.db_file, to_guest.tags["msgid"])
+    assert target is not None
+    parties = sorted(target[0][1:].split("\x00"), key=lambda p: p != "alice")
+    assert target[0][0] == "~" and parties[0] == "alice"
+    assert parties[1].startswith(guest_party(""))  # this connection, not the nick "carol"
+
+
+def test_an_unregistered_room_s_history_belongs_to_that_room_s_life(
+        server: RunningServer) -> None:
+    """Someone who re-creates a room of the same name (and is its operator) must not find
+    itself in the earlier room's conversation: the keys differ."""
+    a = server.client().register("ann", caps=("message-tags", "echo-message"))
+    a.join("#pop")
+    a.send("PRIVMSG #pop :first life")
+    first = a.expect("PRIVMSG", "#pop").tags["msgid"]
+    a.send("PART #pop")
+    a.expect("PART")
+    a.join("#pop")
+    a.send("PRIVMSG #pop :second life")
+    second = a.expect("PRIVMSG", "#pop").tags["msgid"]
+    one, two = row(server.settings.db_file, first), row(server.settings.db_file, second)
+    assert one is not None and two is not None
+    assert one[0] != two[0] and one[0].startswith("#pop\x00") and two[0].startswith("#pop\x00")
+
+
+def test_with_history_off_nothing_is_kept(start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(history=False)
+    a = server.client().register("ann", caps=("message-tags", "echo-message"))
+    a.join("#general")
+    a.send("PRIVMSG #general :gone with the wind")
+    msgid = a.expect("PRIVMSG", "#general").tags["msgid"]
+    assert row(server.settings.db_file, msgid) is None
