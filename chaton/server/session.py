@@ -52,6 +52,19 @@ log = logging.getLogger("chaton")
 #: Shared by every client without capabilities or modes (``frozenset()`` is not a singleton).
 NO_FLAGS: frozenset[str] = frozenset()
 
+#: Commands whose delivery waits for the history commit, and may overlap one another.
+MESSAGE_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+_MESSAGE_WORDS = frozenset(c.encode() for c in MESSAGE_COMMANDS)
+
+
+def _is_message(raw: bytes) -> bool:
+    """Whether a queued line is PRIVMSG, NOTICE or TAGMSG (without parsing it)."""
+    words = raw.split(b" ", 3)
+    i = 0
+    while i < len(words) and words[i][:1] in (b"@", b":"):
+        i += 1
+    return i < len(words) and words[i].upper() in _MESSAGE_WORDS
+
 
 class Link(Protocol):
     """What a session needs from the wire it arrived on."""
@@ -88,6 +101,7 @@ class Session(Registration):
         "_admin",
         "_bucket",
         "_busy",
+        "_commits",
         "_host",
         "_inbox",
         "_wakeup",
@@ -147,6 +161,7 @@ class Session(Registration):
         self._inbox: deque[bytes] | None = None
         self._bucket = TokenBucket(s.flood_rate, s.flood_burst, now) if s.flood_rate > 0 else None
         self._busy = False
+        self._commits = 0  # messages of this client awaiting the history commit
         self._wakeup: asyncio.TimerHandle | None = None
 
     # --- identity ---------------------------------------------------------------------
@@ -235,6 +250,8 @@ class Session(Registration):
         if bucket is not None and self._admin and self.server.settings.flood_exempt_admins:
             bucket = None
         while inbox and not self._busy and not self.closing:
+            if self._commits and not _is_message(inbox[0]):
+                return  # after its messages are delivered (so a PART follows the message)
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
                 if wait > 0:
@@ -292,8 +309,27 @@ class Session(Registration):
             return
         if pending is None:
             self._charge(before)
+        elif isinstance(pending, asyncio.Future) and msg.command in MESSAGE_COMMANDS:
+            self._await_commit(pending, before)
         else:
             self.run_later(pending, msg.command, before)
+
+    def _await_commit(self, batch: asyncio.Future[None], before: int,
+                      reply: LabeledReply | None = None) -> None:
+        """A message waits for its history commit (``server.history``). The client's next
+        messages may go on into the following batches, whose deliveries come after this
+        one's; any other command waits until all of them are delivered."""
+        self._commits += 1
+
+        def done(_: asyncio.Future[None]) -> None:
+            self._commits -= 1
+            if reply is not None:
+                reply.finish()
+            self._charge(before)
+            if not self.closing:
+                self._process_inbox()
+
+        batch.add_done_callback(done)
 
     def _handle_labeled(self, msg: Message, label: str, before: int) -> None:
         """Run a command whose replies the client wants labeled (``labels``)."""
@@ -301,7 +337,9 @@ class Session(Registration):
         reply.enter()
         try:
             pending = self.server.dispatch(self, msg)
-            if pending is not None:  # its task inherits the labeled context
+            if isinstance(pending, asyncio.Future) and msg.command in MESSAGE_COMMANDS:
+                self._await_commit(pending, before, reply)  # delivered in this context
+            elif pending is not None:  # its task inherits the labeled context
                 self.run_later(pending, msg.command, before, reply)
         except Exception:
             reply.finish()
