@@ -437,8 +437,10 @@ def test_disk_full_admin_gets_fail_and_stays_connected(
     boss.send("MODE #room")
     assert boss.expect("324").params[2] == "+nt"
     boss.sync()  # still connected, and so is the victim (nothing was done)
+    # A message cannot be stored either, so it is not delivered, and its sender is told.
     victim.send("PRIVMSG #room :still here")
-    boss.expect("PRIVMSG", "#room", "still here")
+    victim.expect("FAIL", "PRIVMSG", "MESSAGE_ERROR", "#room")
+    assert all(m.command != "PRIVMSG" for m in boss.sync())
     with Store(server.settings.db_file, readonly=True) as store:
         assert store.get_ban("nick", "spammer") is None
         assert [e.action for e in store.audit_since()] == ["room-register"]

@@ -52,18 +52,8 @@ log = logging.getLogger("chaton")
 #: Shared by every client without capabilities or modes (``frozenset()`` is not a singleton).
 NO_FLAGS: frozenset[str] = frozenset()
 
-#: Commands whose delivery waits for the history commit, and may overlap one another.
+#: Commands whose delivery waits for the history commit (``server.history``).
 MESSAGE_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
-_MESSAGE_WORDS = frozenset(c.encode() for c in MESSAGE_COMMANDS)
-
-
-def _is_message(raw: bytes) -> bool:
-    """Whether a queued line is PRIVMSG, NOTICE or TAGMSG (without parsing it)."""
-    words = raw.split(b" ", 3)
-    i = 0
-    while i < len(words) and words[i][:1] in (b"@", b":"):
-        i += 1
-    return i < len(words) and words[i].upper() in _MESSAGE_WORDS
 
 
 class Link(Protocol):
@@ -77,6 +67,12 @@ class Link(Protocol):
 
     def abort(self, *, deliver: bool = False) -> None:
         """Close at once; ``deliver`` lets bytes already written go out first."""
+
+    def pause_reading(self) -> None:
+        """Stop taking input until :meth:`resume_reading` (the peer's TCP window fills)."""
+
+    def resume_reading(self) -> None:
+        """Take input again."""
 
     def queued_bytes(self) -> int:
         """Bytes waiting to reach the client."""
@@ -101,7 +97,7 @@ class Session(Registration):
         "_admin",
         "_bucket",
         "_busy",
-        "_commits",
+        "_committing",
         "_host",
         "_inbox",
         "_wakeup",
@@ -161,7 +157,7 @@ class Session(Registration):
         self._inbox: deque[bytes] | None = None
         self._bucket = TokenBucket(s.flood_rate, s.flood_burst, now) if s.flood_rate > 0 else None
         self._busy = False
-        self._commits = 0  # messages of this client awaiting the history commit
+        self._committing = False  # a message of this client awaits the history commit
         self._wakeup: asyncio.TimerHandle | None = None
 
     # --- identity ---------------------------------------------------------------------
@@ -239,19 +235,27 @@ class Session(Registration):
             else:
                 inbox.append(line)  # type: ignore[arg-type]
         self._process_inbox()
-        if len(inbox) > self.server.settings.flood_max_backlog:
-            self.quit("Excess flood")
+        s = self.server.settings
+        if len(inbox) > s.flood_max_backlog:
+            unmetered = self._bucket is None or (self._admin and s.flood_exempt_admins)
+            if self._committing and unmetered:
+                # A client without flood control waits for the disk, which is the server's
+                # doing, not a flood: take no more input until the backlog is worked off
+                # (TCP pushes back on the client). A metered one is cut off as before.
+                self.link.pause_reading()
+            else:
+                self.quit("Excess flood")
 
     def _process_inbox(self) -> None:
         inbox = self._inbox
         if inbox is None:
+            if not self._committing:
+                self.link.resume_reading()  # (if a commit wait had paused it)
             return
         bucket = self._bucket
         if bucket is not None and self._admin and self.server.settings.flood_exempt_admins:
             bucket = None
         while inbox and not self._busy and not self.closing:
-            if self._commits and not _is_message(inbox[0]):
-                return  # after its messages are delivered (so a PART follows the message)
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
                 if wait > 0:
@@ -262,6 +266,8 @@ class Session(Registration):
             self._handle_line(inbox.popleft())
         if not inbox and self._inbox is inbox:
             self._inbox = None
+        if not self._committing and len(inbox) <= self.server.settings.flood_max_backlog:
+            self.link.resume_reading()
 
     def _wake(self) -> None:
         self._wakeup = None
@@ -309,27 +315,8 @@ class Session(Registration):
             return
         if pending is None:
             self._charge(before)
-        elif isinstance(pending, asyncio.Future) and msg.command in MESSAGE_COMMANDS:
-            self._await_commit(pending, before)
         else:
             self.run_later(pending, msg.command, before)
-
-    def _await_commit(self, batch: asyncio.Future[None], before: int,
-                      reply: LabeledReply | None = None) -> None:
-        """A message waits for its history commit (``server.history``). The client's next
-        messages may go on into the following batches, whose deliveries come after this
-        one's; any other command waits until all of them are delivered."""
-        self._commits += 1
-
-        def done(_: asyncio.Future[None]) -> None:
-            self._commits -= 1
-            if reply is not None:
-                reply.finish()
-            self._charge(before)
-            if not self.closing:
-                self._process_inbox()
-
-        batch.add_done_callback(done)
 
     def _handle_labeled(self, msg: Message, label: str, before: int) -> None:
         """Run a command whose replies the client wants labeled (``labels``)."""
@@ -337,9 +324,7 @@ class Session(Registration):
         reply.enter()
         try:
             pending = self.server.dispatch(self, msg)
-            if isinstance(pending, asyncio.Future) and msg.command in MESSAGE_COMMANDS:
-                self._await_commit(pending, before, reply)  # delivered in this context
-            elif pending is not None:  # its task inherits the labeled context
+            if pending is not None:  # its task inherits the labeled context
                 self.run_later(pending, msg.command, before, reply)
         except Exception:
             reply.finish()
@@ -364,6 +349,7 @@ class Session(Registration):
         """Run ``pending`` while holding back this client's further input (logins, admin
         actions awaiting a commit, paced replies), so its commands still run in order."""
         self._busy = True
+        self._committing = command in MESSAGE_COMMANDS and isinstance(pending, asyncio.Future)
         task = asyncio.ensure_future(pending)
         start = self.link.sent_lines if before is None else before
         task.add_done_callback(lambda t: self._finished(t, command, start, reply))
@@ -371,6 +357,7 @@ class Session(Registration):
     def _finished(self, task: asyncio.Future[Any], command: str, before: int,
                   reply: LabeledReply | None) -> None:
         self._busy = False
+        self._committing = False
         if reply is not None:
             reply.finish()
         self._charge(before)

@@ -123,6 +123,14 @@ class TlsConnection(asyncio.Protocol):
             deadline, self._handshake_timeout
         )
 
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._closed and self.transport.is_reading():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self._closed and not self.transport.is_reading():
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         session = self.session
         if session is None or self._closed:
