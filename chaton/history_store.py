@@ -25,15 +25,13 @@ Invariants:
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chaton.protocol.names import casefold
-from chaton.store import Store, StoreError
+from chaton.store import Store
 
 __all__ = [
     "HistoryStore",
@@ -124,27 +122,14 @@ class HistoryStore:
     """Writes and reads the ``messages`` table; one connection, one thread at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._store = Store(path)  # migrations, WAL, busy timeout, 0600: as for admin facts
+        # Migrations, WAL, busy timeout, 0600 and the one-transaction helpers: as for admin
+        # facts (this module is the store's other half, so it uses them directly).
+        self._store = Store(path)
         self._db = self._store._conn()
         self._db.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
         self._store.close()
-
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        try:
-            db.execute(begin)
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"message store: {exc}") from None
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -152,7 +137,7 @@ class HistoryStore:
         """Store every message of ``batch`` in one transaction (all or none)."""
         if not batch:
             return
-        with self._transaction("BEGIN IMMEDIATE") as db:
+        with self._store._write() as db:
             db.executemany(_INSERT, [m.row() for m in batch])
             peers = [
                 (party, m.target, peer, m.at)
@@ -165,7 +150,7 @@ class HistoryStore:
     def purge_before(self, at: float, limit: int) -> int:
         """Delete up to ``limit`` of the oldest messages older than ``at``; how many went.
         Bounded so a big purge never holds the write lock for long (call again until 0)."""
-        with self._transaction("BEGIN IMMEDIATE") as db:
+        with self._store._write() as db:
             cur = db.execute(
                 "DELETE FROM messages WHERE id IN"
                 " (SELECT id FROM messages WHERE at < ? ORDER BY at LIMIT ?)",
@@ -178,7 +163,7 @@ class HistoryStore:
 
     def _select(self, where: str, args: tuple[object, ...], order: str,
                 limit: int) -> list[StoredMessage]:
-        with self._transaction("BEGIN") as db:
+        with self._store._read() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE {where} ORDER BY id {order} LIMIT ?",
                 (*args, limit),
@@ -193,7 +178,7 @@ class HistoryStore:
         """The ``id`` a reference points at in ``target``: the message with ``msgid``, or
         for a timestamp the first message at or after ``at`` (one past the end if none).
         ``None``: no such message id in this conversation."""
-        with self._transaction("BEGIN") as db:
+        with self._store._read() as db:
             if msgid is not None:
                 row = db.execute(
                     "SELECT id FROM messages WHERE msgid = ? AND target = ?", (msgid, target)
@@ -251,7 +236,7 @@ class HistoryStore:
 
     def last_at(self, target: str) -> float | None:
         """When the newest message of ``target`` was accepted, or ``None``."""
-        with self._transaction("BEGIN") as db:
+        with self._store._read() as db:
             row = db.execute(
                 "SELECT at FROM messages WHERE target = ? ORDER BY id DESC LIMIT 1", (target,)
             ).fetchone()
@@ -260,7 +245,7 @@ class HistoryStore:
     def conversations(self, party: str, since: float, until: float,
                       limit: int) -> list[tuple[str, str, float]]:
         """``party``'s private conversations active in [since, until]: (key, peer, last)."""
-        with self._transaction("BEGIN") as db:
+        with self._store._read() as db:
             rows = db.execute(
                 "SELECT target, peer, last_at FROM conversations WHERE party = ?"
                 " AND last_at >= ? AND last_at <= ? ORDER BY last_at LIMIT ?",
