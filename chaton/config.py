@@ -167,9 +167,9 @@ class Settings:
 
     # --- history ---------------------------------------------------------------------------
     history: bool = field(
-        default=True,
-        metadata=_doc("keep room and private messages in the database (each is committed "
-                      "before it is delivered)"),
+        default=False,
+        metadata=_doc("keep room and private messages in the database, each committed "
+                      "before it is delivered (off until it is cheap: see BENCHMARKS.md)"),
     )
 
     # --- database --------------------------------------------------------------------------

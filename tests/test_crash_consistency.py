@@ -28,7 +28,7 @@ def test_acknowledged_writes_survive_kill9_next_to_the_cli(tmp_path: Path) -> No
 def test_every_message_anyone_received_before_kill9_is_in_the_store(tmp_path: Path) -> None:
     """Issue 14's promise: a message is in the WAL before it is delivered, so killing the
     server mid-conversation loses nothing that any client has seen."""
-    server = ServeProcess(tmp_path, extra="flood_rate = 0\n").start()
+    server = ServeProcess(tmp_path, extra="flood_rate = 0\nhistory = true\n").start()
     try:
         sender, receiver = (Irc(server.port, server.ca_file) for _ in range(2))
         receiver.send("CAP REQ :message-tags")

@@ -412,7 +412,7 @@ def _fill(directory: Path) -> Path:
 def test_disk_full_admin_gets_fail_and_stays_connected(
     start_server: StartServer, small_disk: Path
 ) -> None:
-    server = start_server(data_dir=small_disk / "data")
+    server = start_server(data_dir=small_disk / "data", history=True)
     add_account(server.settings, "boss", PW, admin=True)
     boss = logged_in(server, "boss", "boss", PW)
     boss.join("#room")

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from chaton.history_store import guest_party, private_key
 
 from conftest import RunningServer, add_account, logged_in
 
 PW = "correct horse battery"
+
+
+@pytest.fixture
+def server(start_server: Callable[..., RunningServer]) -> Iterator[RunningServer]:
+    yield start_server(history=True)
 
 
 def row(db_file: Path, msgid: str) -> tuple[str, str, str, str, list[str]] | None:
