@@ -101,3 +101,28 @@ def test_with_history_off_nothing_is_kept(start_server: Callable[..., RunningSer
     a.send("PRIVMSG #general :gone with the wind")
     msgid = a.expect("PRIVMSG", "#general").tags["msgid"]
     assert row(server.settings.db_file, msgid) is None
+
+
+def test_a_fast_client_without_flood_control_waits_for_the_commits_and_loses_nothing(
+        start_server: Callable[..., RunningServer]) -> None:
+    """Two rules meet: each message waits for its commit, and a client past
+    ``flood_max_backlog`` is cut off. Unmetered, its wait is the server's doing: it is
+    paused, not disconnected, and everything arrives in order."""
+    server = start_server(history=True, flood_rate=0.0, flood_max_backlog=20)
+    sender = server.client("blaster").join("#r")
+    reader = server.client("reader").join("#r")
+    sender.send_raw(b"".join(f"PRIVMSG #r :n{i}\r\n".encode() for i in range(2000)))
+    got = [reader.expect("PRIVMSG", "#r").params[1] for _ in range(2000)]
+    assert got == [f"n{i}" for i in range(2000)]
+    assert not any(m.command == "ERROR" for m in sender.sync())
+
+
+def test_a_metered_flooder_is_still_cut_off_while_its_messages_commit(
+        start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(history=True, flood_burst=5, flood_rate=1.0, flood_max_backlog=20)
+    flooder = server.client("flooder").join("#r")
+    reader = server.client("reader").join("#r")
+    flooder.send_raw(b"".join(f"PRIVMSG #r :spam {i}\r\n".encode() for i in range(200)))
+    lines = flooder.wait_closed()
+    assert any(m.command == "ERROR" and "Excess flood" in m.params[0] for m in lines)
+    assert len([m for m in reader.sync() if m.command == "PRIVMSG"]) <= 6

@@ -12,7 +12,9 @@ Invariants:
   ``flood_max_backlog``; the flood bucket meters them ("fakelag"), and a command that
   made the server produce more than ``flood_reply_lines`` lines for this client pays one
   token per that many (at most a burst's worth), so NAMES/WHO/LIST spam is metered by
-  its cost, not its line count.
+  its cost, not its line count. While a message awaits its history commit, a client
+  without flood control that piles up more than ``flood_max_backlog`` lines is paused
+  (not read until the backlog is worked off) rather than cut off: that wait is the server's.
 - Anything going wrong inside a handler closes this session only; the traceback goes to
   the server log, the client gets a generic ``ERROR``.
 - A session leaves the shared state (nickname, rooms) exactly once, in
@@ -235,10 +237,8 @@ class Session(Registration):
             else:
                 inbox.append(line)  # type: ignore[arg-type]
         self._process_inbox()
-        s = self.server.settings
-        if len(inbox) > s.flood_max_backlog:
-            unmetered = self._bucket is None or (self._admin and s.flood_exempt_admins)
-            if self._committing and unmetered:
+        if len(inbox) > self.server.settings.flood_max_backlog:
+            if self._committing and self._meter() is None:
                 # A client without flood control waits for the disk, which is the server's
                 # doing, not a flood: take no more input until the backlog is worked off
                 # (TCP pushes back on the client). A metered one is cut off as before.
@@ -252,9 +252,7 @@ class Session(Registration):
             if not self._committing:
                 self.link.resume_reading()  # (if a commit wait had paused it)
             return
-        bucket = self._bucket
-        if bucket is not None and self._admin and self.server.settings.flood_exempt_admins:
-            bucket = None
+        bucket = self._meter()
         while inbox and not self._busy and not self.closing:
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
@@ -268,6 +266,14 @@ class Session(Registration):
             self._inbox = None
         if not self._committing and len(inbox) <= self.server.settings.flood_max_backlog:
             self.link.resume_reading()
+
+    def _meter(self) -> TokenBucket | None:
+        """The flood bucket this client's input is metered by (``None``: flood control is
+        off, or it is an admin and admins are exempt)."""
+        bucket = self._bucket
+        if bucket is not None and self._admin and self.server.settings.flood_exempt_admins:
+            return None
+        return bucket
 
     def _wake(self) -> None:
         self._wakeup = None

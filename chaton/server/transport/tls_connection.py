@@ -73,6 +73,7 @@ class TlsConnection(asyncio.Protocol):
         "_handshake_timer",
         "_out",
         "_out_bytes",
+        "_paused",
         "sent_lines",
         "server",
         "session",
@@ -96,6 +97,7 @@ class TlsConnection(asyncio.Protocol):
         self._backlog = 0  # transport's unsent bytes at the last flush (refreshed when near)
         self._dirty = False
         self._drain: tuple[int, asyncio.Future[None]] | None = None
+        self._paused = False  # reading paused by the session (resume is called often)
 
     @property
     def description(self) -> str:
@@ -124,12 +126,15 @@ class TlsConnection(asyncio.Protocol):
         )
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self._closed and self.transport.is_reading():
+        if self.transport is not None and not self._closed and not self._paused:
+            self._paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self._closed and not self.transport.is_reading():
-            self.transport.resume_reading()
+        if self._paused:  # a flag test: the session calls this after every batch of input
+            self._paused = False
+            if self.transport is not None and not self._closed:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         session = self.session
