@@ -185,6 +185,8 @@ def _cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
 
 #: chaton measured with IRCv3 clients (see ``ChatonServer.ircv3``).
 IRCV3 = "chaton+ircv3"
+#: this checkout with the message store off (``history = false``): what history costs.
+NO_HISTORY = "chaton-history"
 
 
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
@@ -198,12 +200,15 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> floa
 
 def default_ratios(servers: list[str]) -> list[tuple[str, str]]:
     """The ratio columns: chaton/ngircd, chaton/chaton@REV for each older revision, and
-    chaton+ircv3/chaton (the cost of the IRCv3 tags)."""
+    chaton+ircv3/chaton (the cost of the IRCv3 tags), chaton/chaton-history (the cost of
+    the message store)."""
     out = [("chaton", "ngircd")] if "chaton" in servers and "ngircd" in servers else []
     if "chaton" in servers:
         out += [("chaton", s) for s in servers if s.startswith("chaton@")]
         if IRCV3 in servers:
             out.append((IRCV3, "chaton"))
+        if NO_HISTORY in servers:
+            out.append(("chaton", NO_HISTORY))
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import BenchError, Target
-from bench.report import IRCV3, aggregate, default_ratios, markdown, write_json
+from bench.report import IRCV3, NO_HISTORY, aggregate, default_ratios, markdown, write_json
 from bench.scenarios import IRCV3_CAPS, SCENARIOS, Context
 from bench.servers import (
     CHATON_BENCH_SETTINGS,
@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--repeats", type=int, metavar="N", help="runs per scenario (default 3; 1 with --quick)")
     add("--servers", default="chaton,ngircd", metavar="LIST",
         help="comma-separated: chaton, ngircd, chaton@REV (chaton at an older git revision, "
-        "see --baseline) (default: chaton,ngircd)")
+        "see --baseline), chaton+ircv3 (this checkout, clients negotiating IRCv3 tags), "
+        "chaton-history (this checkout with history = false: the ratio chaton/chaton-history "
+        "is what the message store costs) (default: chaton,ngircd)")
     add("--baseline", action="append", default=[], metavar="REV",
         help="also measure chaton at git revision REV (commit, tag or branch of this "
         "repository) as the server chaton@<commit>, in the same run: REV is exported with "
@@ -172,11 +174,11 @@ def _server_specs(text: str, baselines: list[str]) -> tuple[list[str], list[str]
         name, at, rev = spec.partition("@")
         if name.lower() == "chaton" and at and rev:
             revisions.append(rev)
-        elif not at and spec.lower() in ("chaton", "ngircd", IRCV3):
+        elif not at and spec.lower() in ("chaton", "ngircd", IRCV3, NO_HISTORY):
             wanted.append(spec.lower())
         else:
             raise SystemExit(f"python -m bench: unknown server {spec!r}; use chaton, ngircd, "
-                             f"{IRCV3} or chaton@REV")  # fmt: skip
+                             f"{IRCV3}, {NO_HISTORY} or chaton@REV")  # fmt: skip
     return list(dict.fromkeys(wanted)), list(dict.fromkeys(revisions))
 
 
@@ -379,6 +381,12 @@ async def _main(args: argparse.Namespace) -> int:
                 workdir / IRCV3, certs, name=IRCV3, data_dir=workdir / IRCV3 / "data",
                 settings=overrides, extra_args=list(args.chaton_args), ircv3=True,
             ))  # fmt: skip
+        if NO_HISTORY in wanted and not chaton_unavailable():
+            servers.append(ChatonServer(
+                workdir / NO_HISTORY, certs, name=NO_HISTORY,
+                data_dir=workdir / NO_HISTORY / "data",
+                settings={**overrides, "history": False}, extra_args=list(args.chaton_args),
+            ))  # fmt: skip
         for rev in revisions:
             try:
                 old = _revision_server(rev, workdir, certs, overrides, args.chaton_args)
@@ -486,7 +494,7 @@ async def _main(args: argparse.Namespace) -> int:
             s.name: {"version": s.version(), "tls": s.tls, "config": s.config_summary}
             for s in servers
         }
-        for name in ("chaton", IRCV3):  # both run this checkout
+        for name in ("chaton", IRCV3, NO_HISTORY):  # all run this checkout
             if name in versions:
                 versions[name]["version"] += f", commit {chaton_revision()}"
         if IRCV3 in versions:

@@ -171,6 +171,11 @@ class Settings:
         metadata=_doc("keep room and private messages in the database, each committed "
                       "before it is delivered (off until it is cheap: see BENCHMARKS.md)"),
     )
+    history_max_pending: int = field(
+        default=20_000,
+        metadata=_doc("messages accepted but not yet committed before senders wait for the "
+                      "disk (bounds the memory a slow disk can take)"),
+    )
 
     # --- database --------------------------------------------------------------------------
     db_poll_interval: float = field(

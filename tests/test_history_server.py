@@ -103,12 +103,14 @@ def test_with_history_off_nothing_is_kept(start_server: Callable[..., RunningSer
     assert row(server.settings.db_file, msgid) is None
 
 
-def test_a_fast_client_without_flood_control_waits_for_the_commits_and_loses_nothing(
-        start_server: Callable[..., RunningServer]) -> None:
-    """Two rules meet: each message waits for its commit, and a client past
-    ``flood_max_backlog`` is cut off. Unmetered, its wait is the server's doing: it is
-    paused, not disconnected, and everything arrives in order."""
-    server = start_server(history=True, flood_rate=0.0, flood_max_backlog=20)
+@pytest.mark.parametrize("max_pending", [20_000, 3])
+def test_a_fast_client_without_flood_control_waits_for_the_disk_and_loses_nothing(
+        start_server: Callable[..., RunningServer], max_pending: int) -> None:
+    """Two rules meet: a sender waits once ``history_max_pending`` messages await the
+    disk, and a client past ``flood_max_backlog`` is cut off. Unmetered, its wait is the
+    server's doing: it is paused, not disconnected, and everything arrives in order."""
+    server = start_server(history=True, flood_rate=0.0, flood_max_backlog=20,
+                          history_max_pending=max_pending)
     sender = server.client("blaster").join("#r")
     reader = server.client("reader").join("#r")
     sender.send_raw(b"".join(f"PRIVMSG #r :n{i}\r\n".encode() for i in range(2000)))
@@ -126,3 +128,20 @@ def test_a_metered_flooder_is_still_cut_off_while_its_messages_commit(
     lines = flooder.wait_closed()
     assert any(m.command == "ERROR" and "Excess flood" in m.params[0] for m in lines)
     assert len([m for m in reader.sync() if m.command == "PRIVMSG"]) <= 6
+
+
+def test_what_a_client_says_after_a_message_never_overtakes_it(server: RunningServer) -> None:
+    """Messages reach the sockets only after their commit; everything else a client causes
+    (its PART, a numeric, its QUIT and farewell) is queued behind them and keeps its place."""
+    sender = server.client().register("sayer", caps=("echo-message",))
+    reader = server.client().register("reader")
+    reader.join("#order")
+    sender.join("#order")
+    sender.send_raw(b"PRIVMSG #order :first\r\nPRIVMSG nobody-here :x\r\nPART #order :later\r\n"
+                    b"JOIN #order\r\nPRIVMSG #order :second\r\nQUIT :bye\r\n")
+    seen = [m for m in sender.wait_closed()
+            if m.command in ("PRIVMSG", "401", "PART", "JOIN", "ERROR")]
+    assert [m.command for m in seen] == ["PRIVMSG", "401", "PART", "JOIN", "PRIVMSG", "ERROR"]
+    got = [reader.expect(c, where=lambda m: m.command != "PING") for c in
+           ("PRIVMSG", "PART", "JOIN", "PRIVMSG", "QUIT")]
+    assert [m.params[-1] for m in got] == ["first", "later", "#order", "second", "Quit: bye"]

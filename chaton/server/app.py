@@ -6,7 +6,8 @@ Invariants:
   never once per recipient.
 - Output is written once per loop pass: :meth:`ChatServer.schedule_flush` queues a dirty
   connection and a single callback flushes them all, so a burst of messages to one client
-  becomes one TLS record.
+  becomes one TLS record. With history on, that callback holds the output instead while
+  messages await their commit (``chaton.server.history``).
 - A client leaves the shared state (nick, rooms) the moment it starts closing; the QUIT is
   announced exactly once.
 """
@@ -207,6 +208,9 @@ class ChatServer:
         self._flush_handle = None
         dirty = self._dirty
         self._dirty = []
+        history = self.history
+        if history is not None and history.hold(dirty):
+            return  # written once the messages among them are committed
         for conn in dirty:
             conn.flush()
 

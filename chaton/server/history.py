@@ -1,29 +1,38 @@
 """Group commit for the message store: every message in the WAL before anyone receives it.
 
+Delivery itself is immediate, in memory: a message is queued to its recipients the moment
+it is accepted (the members of that moment), exactly as without history, and its row is
+queued here. What waits is the *write to the sockets*: the server's once-per-pass flush
+asks :meth:`History.hold` first, and while a batch is open or committing, every queued
+line stays in its connection's queue until that batch is in the WAL.
+
 Invariants:
-- ``record`` queues a message with the callback that delivers it. The first ``record`` of
-  an event-loop pass schedules one flush for the end of the pass; the flush hands the whole
-  batch to the history thread, which commits it in one transaction
-  (:meth:`HistoryStore.append`). Only then, back on the loop, are the batch's callbacks
-  run, in the order recorded; so no client ever receives a message the store could lose to
-  ``kill -9``, and deliveries keep the store's (commit) order.
-- Batches commit one after the other on one thread, and their results come back to the
-  loop in that order, so a message recorded later is never delivered before an earlier one.
-- A batch that fails to commit delivers nothing; each of its messages' ``failed``
-  callback tells the sender. The loop never waits on the disk.
-- A callback runs in the context that was current at ``record`` (a labeled command's
-  reply capture, for one), as if it had run inside the command.
+- Rows recorded during one event-loop pass form one batch; while a batch is committing,
+  the next one keeps growing, so there is at most one commit in flight and one batch
+  filling. Each commit is one transaction on the "chaton-history" thread.
+- A line queued while batch B is open or committing is written to its socket only after
+  B (and so every batch before it: they commit in order) is committed: the flush marks
+  each connection's queue at that point (``hold``) and B's commit releases it up to the
+  mark. So no client ever reads a message the store could lose to ``kill -9``, and a
+  client's output keeps its order (a reply or a PART never overtakes its earlier message).
+- A batch that fails to commit is delivered to nobody: its messages' encoded lines are
+  blanked in every queue still holding them (the same bytes objects, encoded once per
+  variant), and each ``failed`` callback tells the sender. Events (JOIN, PART...) are
+  delivered anyway: the room has changed whether or not the row was written.
+- The server's flush for a pass always runs before a commit that began after that pass,
+  so every line of a batch's messages is held by the time the batch's result arrives.
+- The loop never waits on the disk; a sender waits (``wait``) only when more than
+  ``history_max_pending`` rows are not yet committed, which bounds the memory held.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chaton.history_store import HistoryStore, NewMessage, guest_party, room_key
 from chaton.protocol.names import casefold
@@ -34,11 +43,26 @@ if TYPE_CHECKING:
     from chaton.server.session import Session
     from chaton.server.state import Channel
 
-__all__ = ["History", "party", "room_target", "stored"]
+__all__ = ["HeldOutput", "History", "party", "room_target", "stored"]
 
 log = logging.getLogger("chaton")
 
-Deliver = Callable[[], None]
+
+class HeldOutput(Protocol):
+    """What the group commit needs of a connection's output queue."""
+
+    @property
+    def sent_lines(self) -> int:
+        """Lines queued so far (a mark in the queue)."""
+
+    def hold(self) -> None:
+        """Keep what is queued until :meth:`release`; later lines mark the queue anew."""
+
+    def release(self, mark: int) -> None:
+        """Write the lines queued before ``mark``."""
+
+    def blank(self, lines: set[int]) -> None:
+        """Drop the queued lines whose ``id`` is in ``lines`` (a failed commit's)."""
 
 
 def party(conn: Session) -> str:
@@ -65,67 +89,132 @@ def stored(out: Outgoing, conn: Session, command: str, target: str, recipient: s
                       conn.account, params, tags or None, parties)
 
 
+class _Batch:
+    """Rows to commit together, and the output that waits for them."""
+
+    __slots__ = ("done", "failed", "holds", "outs", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[NewMessage] = []
+        self.outs: list[Outgoing] = []  # whose lines must vanish if the commit fails
+        self.failed: list[Callable[[], None]] = []
+        self.holds: list[tuple[HeldOutput, int]] = []
+        self.done: asyncio.Future[None] | None = None  # made only for a waiting sender
+
+
 class History:
     """The server's side of the message store: batched writes and reads off the loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_pending: int = 10_000) -> None:
         self._path = path
+        self.max_pending = max_pending
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaton-history")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaton-history-r")
         self._write_store: HistoryStore | None = None
         self._read_store: HistoryStore | None = None
-        self._batch: list[tuple[NewMessage, Deliver | None, Deliver | None,
-                                contextvars.Context]] = []
-        self._done: asyncio.Future[None] | None = None
-        self.committed = 0  # messages, for metrics and tests
+        self._open: _Batch | None = None  # filling during this pass (or behind a commit)
+        self._committing: _Batch | None = None
+        self._scheduled = False
+        self.pending = 0  # rows recorded and not yet committed
+        self.committed = 0  # rows, for metrics and tests
         self.batches = 0
 
     # --- writing ---------------------------------------------------------------------------
 
-    def record(self, message: NewMessage, deliver: Deliver | None = None,
-               failed: Deliver | None = None) -> asyncio.Future[None]:
-        """Queue ``message``; ``deliver`` runs once it is committed (``failed`` if it could
-        not be). The returned future is done when its batch's callbacks have run."""
-        if self._done is None:
-            loop = asyncio.get_running_loop()
-            self._done = loop.create_future()
-            loop.call_soon(self._flush)
-        self._batch.append((message, deliver, failed, contextvars.copy_context()))
-        return self._done
+    def record(self, row: NewMessage, out: Outgoing | None = None,
+               failed: Callable[[], None] | None = None) -> None:
+        """Queue ``row``. ``out`` is the message as queued to its recipients (withdrawn if
+        the commit fails, and ``failed`` called)."""
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch()
+            if self._committing is None and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._submit)
+        batch.rows.append(row)
+        if out is not None:
+            batch.outs.append(out)
+        if failed is not None:
+            batch.failed.append(failed)
+        self.pending += 1
 
-    def _flush(self) -> None:
-        batch, done = self._batch, self._done
-        self._batch, self._done = [], None
-        if done is None:
+    @property
+    def busy(self) -> bool:
+        """Some row awaits the disk (so output must be held, not written)."""
+        return self._open is not None or self._committing is not None
+
+    @property
+    def backlogged(self) -> bool:
+        """More rows wait for the disk than ``max_pending``: senders should wait."""
+        return self.pending > self.max_pending
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future done once everything recorded so far is committed (or has failed)."""
+        batch = self._open or self._committing
+        if batch is None:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        if batch.done is None:
+            batch.done = asyncio.get_running_loop().create_future()
+        return batch.done
+
+    def hold(self, links: Iterable[HeldOutput]) -> bool:
+        """Keep ``links``' queued output until the newest batch commits; ``False`` (nothing
+        held) when no row awaits the disk and the output may be written now."""
+        batch = self._open or self._committing
+        if batch is None:
+            return False
+        holds = batch.holds
+        for link in links:
+            link.hold()
+            holds.append((link, link.sent_lines))
+        return True
+
+    def _submit(self) -> None:
+        self._scheduled = False
+        batch = self._open
+        if batch is None or self._committing is not None:
             return
-        messages = [item[0] for item in batch]
-        future = asyncio.wrap_future(self._writer.submit(self._append, messages))
-        future.add_done_callback(lambda f: self._committed(f, batch, done))
+        self._open, self._committing = None, batch
+        future = asyncio.wrap_future(self._writer.submit(self._append, batch.rows))
+        future.add_done_callback(lambda f: self._committed(f, batch))
 
-    def _append(self, messages: list[NewMessage]) -> None:
+    def _append(self, rows: list[NewMessage]) -> None:
         if self._write_store is None:
             self._write_store = HistoryStore(self._path)
-        self._write_store.append(messages)
+        self._write_store.append(rows)
 
-    def _committed(self, future: asyncio.Future[None],
-                   batch: list[tuple[NewMessage, Deliver | None, Deliver | None,
-                                     contextvars.Context]],
-                   done: asyncio.Future[None]) -> None:
+    def _committed(self, future: asyncio.Future[None], batch: _Batch) -> None:
+        self._committing = None
+        self.pending -= len(batch.rows)
         error = future.exception()
-        if error is not None:
-            log.error("history-write-failed messages=%d: %s", len(batch), error)
-        else:
-            self.committed += len(batch)
-            self.batches += 1
-        for _message, deliver, failed, context in batch:
-            callback = deliver if error is None else failed
-            if callback is not None:
-                try:
-                    context.run(callback)
-                except Exception:  # one recipient's trouble must not lose the others
-                    log.exception("history-delivery-failed")
-        if not done.done():
-            done.set_result(None)
+        try:
+            if error is None:
+                self.committed += len(batch.rows)
+                self.batches += 1
+            else:
+                log.error("history-write-failed rows=%d: %s", len(batch.rows), error)
+                self._withdraw(batch)
+            for link, mark in batch.holds:
+                link.release(mark)
+            if error is not None:
+                for failed in batch.failed:
+                    failed()
+        finally:  # whatever went wrong above, senders waiting on the disk go on
+            if batch.done is not None and not batch.done.done():
+                batch.done.set_result(None)
+            if self._open is not None:
+                self._submit()  # what filled up meanwhile: the next group
+
+    def _withdraw(self, batch: _Batch) -> None:
+        """Blank a failed batch's messages wherever they still wait to be written."""
+        lines = {id(line) for out in batch.outs for line in out.encoded()}
+        if not lines:
+            return
+        later = self._open.holds if self._open is not None else []
+        for link in {link for link, _mark in (*batch.holds, *later)}:
+            link.blank(lines)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -140,14 +229,14 @@ class History:
         return await asyncio.wrap_future(self._reader.submit(run))
 
     def close(self) -> None:
-        """Commit what is queued (without delivering it), then close both connections."""
-        batch = self._batch
-        self._batch, self._done = [], None
-        if batch:
+        """Commit what is queued (the server is going: nothing more is written to clients),
+        then close both connections."""
+        batch, self._open = self._open, None
+        if batch is not None and batch.rows:
             try:
-                self._writer.submit(self._append, [item[0] for item in batch]).result()
+                self._writer.submit(self._append, batch.rows).result()
             except StoreError as exc:
-                log.error("history-write-failed at close messages=%d: %s", len(batch), exc)
+                log.error("history-write-failed at close rows=%d: %s", len(batch.rows), exc)
         for pool, attr in ((self._writer, "_write_store"), (self._reader, "_read_store")):
             def shut(attr: str = attr) -> None:
                 store = getattr(self, attr)

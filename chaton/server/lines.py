@@ -95,6 +95,10 @@ class Outgoing:
             self._lines[mode] = line
         return line
 
+    def encoded(self) -> list[bytes]:
+        """Every variant encoded so far (the very objects queued to recipients)."""
+        return [line for line in self._lines if line is not None]
+
     def send_to(self, conns: Iterable[Session], skip: Session | None = None) -> None:
         """Queue the message to every connection but ``skip`` (the hot loop of fan-out)."""
         lines = self._lines

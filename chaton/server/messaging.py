@@ -1,7 +1,10 @@
 """PRIVMSG and NOTICE: to a room (everyone in it) or to a nickname (only that client).
 
 This is the hot path of the server: one :class:`Outgoing` per target, encoded once per
-capability variant, queued to each recipient without awaiting.
+capability variant, queued to each recipient without awaiting. With history on, each
+message is also recorded; the group commit keeps it from reaching any socket before its
+row is in the WAL (``chaton.server.history``), so nothing here waits for the disk unless
+the writer has fallen ``history_max_pending`` rows behind.
 """
 
 from __future__ import annotations
@@ -58,7 +61,6 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     pending: Awaitable[None] | None = None
     bot = "B" in conn.user_modes
     history = server.history
-    committed: Awaitable[None] | None = None  # the batch holding this command's messages
     for target in targets:
         body = (target,) if tagmsg else (target, text)
         status_only = 0  # STATUSMSG: "@#room" reaches operators, "+#room" voice and up
@@ -90,13 +92,14 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 else:
                     out.send_to(members)
                 continue
-            deliver = partial(_to_room, out, room, None if echo else conn, tagmsg)
-            if history is None:
-                deliver()
+            if tagmsg:
+                out.send_to_tagged(room.members, skip=None if echo else conn)
             else:
-                committed = history.record(
+                out.send_to(room.members, skip=None if echo else conn)
+            if history is not None:
+                history.record(
                     stored(out, conn, command, room_target(room), room.name, body[1:], tags),
-                    deliver, partial(_not_stored, conn, command, room.name))
+                    out, partial(_not_stored, conn, command, room.name))
         else:
             peer = state.find_nick(target)
             if peer is None:
@@ -109,35 +112,20 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 continue
             out = Outgoing(conn.source, command, (peer.name, *body[1:]), tags,
                            msgid=new_msgid(), account=account, bot=bot)
-            deliver = partial(_to_peer, out, conn, peer, tagmsg, echo)
-            if history is None:
-                deliver()
-            else:
+            _to_peer(out, conn, peer, tagmsg, echo)
+            if history is not None:
                 mine, theirs = party(conn), party(peer)
-                message = stored(out, conn, command, private_key(mine, theirs), peer.name, body[1:],
-                                 tags, ((mine, peer.name), (theirs, conn.name or "*")))
-                committed = history.record(message, deliver,
-                                         partial(_not_stored, conn, command, peer.name))
+                history.record(
+                    stored(out, conn, command, private_key(mine, theirs), peer.name, body[1:],
+                           tags, ((mine, peer.name), (theirs, conn.name or "*"))),
+                    out, partial(_not_stored, conn, command, peer.name))
             if tagmsg:
                 continue
             if peer.away is not None and command == "PRIVMSG":
                 conn.numeric(num.RPL_AWAY, peer.name, peer.away)
-    if committed is None or pending is None:
-        return committed or pending
-    return _both(committed, pending)  # "PRIVMSG #room,ChanServ ..."
-
-
-async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
-    await first
-    await second
-
-
-def _to_room(out: Outgoing, room: Channel, skip: Session | None, tagmsg: bool) -> None:
-    """Deliver to the room's members at delivery time (after the commit, with history)."""
-    if tagmsg:
-        out.send_to_tagged(room.members, skip=skip)
-    else:
-        out.send_to(room.members, skip=skip)
+    if history is not None and history.backlogged and pending is None:
+        return history.wait()  # the disk is behind: this sender waits for it
+    return pending
 
 
 def _to_peer(out: Outgoing, conn: Session, peer: Session, tagmsg: bool, echo: bool) -> None:
@@ -152,7 +140,8 @@ def _to_peer(out: Outgoing, conn: Session, peer: Session, tagmsg: bool, echo: bo
 
 
 def _not_stored(conn: Session, command: str, target: str) -> None:
-    """The commit failed: nothing was delivered, and the sender hears so (standard reply)."""
+    """The commit failed: the message was withdrawn from every queue, and the sender
+    hears so (standard reply)."""
     if not conn.closing:
         conn.send_msg("FAIL", command, "MESSAGE_ERROR", target,
                       "Message not delivered: the server could not store it")

@@ -68,5 +68,5 @@ def attach_services(server: ChatServer) -> AccountService:
         raise
     server.registry = registry
     if server.settings.history:
-        server.history = History(server.settings.db_file)
+        server.history = History(server.settings.db_file, server.settings.history_max_pending)
     return service

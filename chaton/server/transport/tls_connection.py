@@ -9,7 +9,10 @@ Invariants:
   queue at most ``sendq_bytes``; past that the reader is dropped, its backlog discarded.
 - Output is queued with :meth:`send` and written by :meth:`flush`, which the server calls
   once per event-loop pass for every transport with output: many messages, one TLS
-  record, one ``write()``.
+  record, one ``write()``. With history on, the server may :meth:`hold` the queue
+  instead; the group commit then releases it up to the mark once the messages
+  in it are committed (``chaton.server.history``), so lines leave in the order queued.
+- ``_written`` + ``len(_out)`` == ``sent_lines``: marks are counts of lines queued.
 - Nothing is written in plain text except the one-line hint to a client that is not
   speaking TLS; after a close starts, nothing more is queued.
 - A close delivers its last words: after the final ``ERROR`` (and TLS close_notify) the
@@ -69,11 +72,13 @@ class TlsConnection(asyncio.Protocol):
         "_closed",
         "_dirty",
         "_drain",
+        "_farewell",
         "_framer",
         "_handshake_timer",
         "_out",
         "_out_bytes",
         "_paused",
+        "_written",
         "sent_lines",
         "server",
         "session",
@@ -98,6 +103,8 @@ class TlsConnection(asyncio.Protocol):
         self._dirty = False
         self._drain: tuple[int, asyncio.Future[None]] | None = None
         self._paused = False  # reading paused by the session (resume is called often)
+        self._written = 0  # lines taken from the queue so far (written or discarded)
+        self._farewell: bytes | None = None  # a close waiting for held lines to go first
 
     @property
     def description(self) -> str:
@@ -181,7 +188,7 @@ class TlsConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_handshake_timer()
         self._closed = True
-        self._out.clear()
+        self._discard()
         self._check_drain()
         if self.session is not None:
             self.session.link_lost(exc)
@@ -230,28 +237,58 @@ class TlsConnection(asyncio.Protocol):
     def flush(self) -> None:
         """Encrypt everything queued as one TLS record (per 4 KiB) and write it once."""
         self._dirty = False
+        self._emit(len(self._out))
+
+    def hold(self) -> None:
+        """Keep what is queued until :meth:`release` (its messages are being committed)."""
+        self._dirty = False  # a line queued from now on asks for a flush of its own
+
+    def release(self, mark: int) -> None:
+        """Write the lines queued before ``mark`` (a count of :attr:`sent_lines`)."""
+        count = mark - self._written
+        if count > 0 or self._farewell is not None:
+            self._emit(count)
+
+    def blank(self, lines: set[int]) -> None:
+        """Drop the queued lines whose ``id`` is in ``lines``: a failed commit's messages
+        (each is replaced by an empty line, so every mark still counts right)."""
         out = self._out
-        transport = self.transport
-        tls = self.tls
-        if not out or transport is None or tls is None or not self.tls_ready:
+        for i, line in enumerate(out):
+            if id(line) in lines:
+                self._out_bytes -= len(line)
+                out[i] = b""
+
+    def _emit(self, count: int) -> None:
+        """Write the first ``count`` queued lines (all of them if ``count`` is more)."""
+        out = self._out
+        if count >= len(out):
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._written += len(out)
             out.clear()
             self._out_bytes = 0
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_bytes = 0
-        try:
-            cipher = tls.encrypt(data)
-        except ssl.SSLError:
-            if self.session is not None:
-                self.session.abort("TLS error")
-            return
-        transport.write(cipher)
-        backlog = self._backlog = transport.get_write_buffer_size()
-        if backlog and backlog > self.server.settings.sendq_bytes:
-            self._sendq_exceeded()
-        if self._drain is not None:
-            self._check_drain()
+        else:
+            data = b"".join(out[:count])
+            del out[:count]
+            self._written += count
+            self._out_bytes -= len(data)
+        transport = self.transport
+        tls = self.tls
+        if data and transport is not None and tls is not None and self.tls_ready:
+            try:
+                cipher = tls.encrypt(data)
+            except ssl.SSLError:
+                if self.session is not None:
+                    self.session.abort("TLS error")
+                return
+            transport.write(cipher)
+            backlog = self._backlog = transport.get_write_buffer_size()
+            if backlog and backlog > self.server.settings.sendq_bytes:
+                self._sendq_exceeded()
+            if self._drain is not None:
+                self._check_drain()
+        if self._farewell is not None and not out:
+            farewell, self._farewell = self._farewell, None
+            self._say_goodbye(farewell)
 
     def queued_bytes(self) -> int:
         """Bytes waiting to reach this client (our queue plus the transport's)."""
@@ -295,8 +332,7 @@ class TlsConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
-        self._out.clear()
-        self._out_bytes = 0
+        self._discard()
         self._check_drain()
         if self.session is not None:
             self.session.link_dropped("SendQ exceeded")
@@ -307,20 +343,34 @@ class TlsConnection(asyncio.Protocol):
             self.transport.abort()
 
     def close(self, farewell: bytes) -> None:
-        """Deliver what is queued and ``farewell``, send close_notify, then close."""
+        """Deliver what is queued and ``farewell``, send close_notify, then close. While
+        queued lines wait for a history commit, the farewell waits behind them."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # nothing more is queued
+        history = self.server.history
+        if self._out and history is not None and history.busy:
+            self._farewell = farewell  # said by _emit once the queue is written
+            return
         self._dirty = False
+        self._say_goodbye(farewell)
+
+    def _say_goodbye(self, farewell: bytes) -> None:
         out = self._out
         if self.tls is not None and self.tls_ready and self.transport is not None:
             out.append(farewell)
             with contextlib.suppress(ssl.SSLError):
                 self._write_raw(self.tls.encrypt(b"".join(out)))
             self._write_raw(self.tls.close())
-        out.clear()
-        self._out_bytes = 0
+        self._discard()
         self._linger()
+
+    def _discard(self) -> None:
+        """Forget everything queued (the link is gone or being reset)."""
+        self._out.clear()
+        self._out_bytes = 0
+        self._written = self.sent_lines
+        self._farewell = None
 
     def _linger(self) -> None:
         """Half-close, keep reading (and discarding) until the peer closes or the grace ends."""
@@ -342,8 +392,7 @@ class TlsConnection(asyncio.Protocol):
         first; otherwise the socket is reset and its buffers freed at once.
         """
         self._closed = True
-        self._out.clear()
-        self._out_bytes = 0
+        self._discard()
         if deliver:
             self._linger()
         elif self.transport is not None:
