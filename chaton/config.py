@@ -16,7 +16,7 @@ from typing import Any
 from chaton.protocol.message import CLIENT_TAG_BYTES, MAX_LINE_BYTES
 from chaton.protocol.names import BadRoomName, room_name
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "retention_seconds"]
 
 
 class ConfigError(ValueError):
@@ -167,9 +167,27 @@ class Settings:
 
     # --- history ---------------------------------------------------------------------------
     history: bool = field(
-        default=False,
-        metadata=_doc("keep room and private messages in the database, each committed "
-                      "before it is delivered (off until it is cheap: see BENCHMARKS.md)"),
+        default=True,
+        metadata=_doc("keep room and private messages (and room events) in the database, "
+                      "each committed before it is delivered; false = no history at all"),
+    )
+    history_retention: str = field(
+        default="0",
+        metadata=_doc("how long messages are kept, e.g. 90d or 26w; 0 = forever (a registered "
+                      "room may set its own: /msg ChanServ SET #room RETENTION 30d)"),
+    )
+    history_visibility: str = field(
+        default="auto",
+        metadata=_doc("whether a member reads what was said before it first joined: all, "
+                      "joined, or auto (all in public rooms, joined in +i rooms)"),
+    )
+    history_replay_lines: int = field(
+        default=50,
+        metadata=_doc("lines replayed on JOIN to clients without CHATHISTORY (irssi, WeeChat): "
+                      "what they missed since last seen, at most this many; 0 = none"),
+    )
+    chathistory_max: int = field(
+        default=100, metadata=_doc("most messages one CHATHISTORY request returns")
     )
     history_max_pending: int = field(
         default=20_000,
@@ -283,11 +301,20 @@ def _validate(s: Settings, source: str) -> None:
         "max_clients",
         "max_unregistered", "connect_rate_window", "rooms_created_window", "log_window",
         "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "hash_workers",
-        "hash_queue_limit", "login_failure_window", "db_poll_interval",
+        "hash_queue_limit", "login_failure_window", "db_poll_interval", "chathistory_max",
+        "history_max_pending",
     ]
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{source}: setting {name!r} must be greater than 0")
+    if s.history_visibility not in ("auto", "all", "joined"):
+        raise ConfigError(f"{source}: history_visibility must be auto, all or joined")
+    if s.history_replay_lines < 0:
+        raise ConfigError(f"{source}: history_replay_lines cannot be negative (0 = none)")
+    try:
+        retention_seconds(s.history_retention)
+    except ValueError as why:
+        raise ConfigError(f"{source}: history_retention: {why}") from None
     if not 0 <= s.hash_nice <= 19:
         raise ConfigError(f"{source}: hash_nice must be 0..19")
     for name in _ZERO_MEANS_UNLIMITED:
@@ -320,6 +347,13 @@ def _validate(s: Settings, source: str) -> None:
         if not HOST_SHAPE.fullmatch(shown):
             raise ConfigError(f"{source}: {name} must give a host name (letters, digits, "
                               f"'.', '-' and ':'), not {shown!r}")
+
+
+def retention_seconds(text: str) -> float:
+    """A retention setting in seconds; 0 = keep forever."""
+    from chaton.protocol.durations import parse_duration
+
+    return 0.0 if text.strip() == "0" else float(parse_duration(text))
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

@@ -34,6 +34,9 @@ from chaton.protocol.names import casefold
 from chaton.store import Store
 
 __all__ = [
+    "FIRST_JOIN",
+    "LAST_SEEN",
+    "READ_MARKER",
     "HistoryStore",
     "NewMessage",
     "StoredMessage",
@@ -51,6 +54,14 @@ _CONVERSATION = (
     "INSERT INTO conversations (party, target, peer, last_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (party, target) DO UPDATE SET peer = excluded.peer, last_at = excluded.last_at"
 )
+
+
+#: Statements for :meth:`HistoryStore.append`'s ``facts``.
+FIRST_JOIN = "INSERT OR IGNORE INTO room_joins (target, party, at) VALUES (?, ?, ?)"
+LAST_SEEN = ("INSERT INTO seen (party, at) VALUES (?, ?)"
+             " ON CONFLICT (party) DO UPDATE SET at = max(at, excluded.at)")
+READ_MARKER = ("INSERT INTO read_markers (party, target, at) VALUES (?, ?, ?)"
+               " ON CONFLICT (party, target) DO UPDATE SET at = max(at, excluded.at)")
 
 
 def room_key(name: str) -> str:
@@ -133,12 +144,17 @@ class HistoryStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def append(self, batch: Sequence[NewMessage]) -> None:
-        """Store every message of ``batch`` in one transaction (all or none)."""
-        if not batch:
+    def append(self, batch: Sequence[NewMessage],
+               facts: Sequence[tuple[str, tuple[object, ...]]] = ()) -> None:
+        """Store every message of ``batch``, and run the statements ``facts`` (read
+        markers, first joins, last seen), in one transaction (all or none)."""
+        if not batch and not facts:
             return
         with self._store._write() as db:
-            db.executemany(_INSERT, [m.row() for m in batch])
+            if batch:
+                db.executemany(_INSERT, [m.row() for m in batch])
+            for sql, args in facts:
+                db.execute(sql, args)
             peers = [
                 (party, m.target, peer, m.at)
                 for m in batch if m.parties is not None
@@ -174,16 +190,23 @@ class HistoryStore:
         return found
 
     def position(self, target: str, *, msgid: str | None = None,
-                 at: float | None = None) -> int | None:
+                 at: float | None = None, after: bool = False) -> int | None:
         """The ``id`` a reference points at in ``target``: the message with ``msgid``, or
-        for a timestamp the first message at or after ``at`` (one past the end if none).
-        ``None``: no such message id in this conversation."""
+        for a timestamp the first message at or after ``at`` (one past the end if none);
+        with ``after``, the last message at or before ``at`` (0 if none), so that ``id >``
+        it means "later than ``at``". ``None``: no such message id in this conversation."""
         with self._store._read() as db:
             if msgid is not None:
                 row = db.execute(
                     "SELECT id FROM messages WHERE msgid = ? AND target = ?", (msgid, target)
                 ).fetchone()
                 return None if row is None else int(row[0])
+            if after:
+                row = db.execute(
+                    "SELECT id FROM messages WHERE target = ? AND at <= ?"
+                    " ORDER BY at DESC, id DESC LIMIT 1", (target, at),
+                ).fetchone()
+                return 0 if row is None else int(row[0])
             row = db.execute(
                 "SELECT id FROM messages WHERE target = ? AND at >= ? ORDER BY at, id LIMIT 1",
                 (target, at),
@@ -194,61 +217,108 @@ class HistoryStore:
             return int(last or 0) + 1
 
     def latest(self, target: str, limit: int, *, after: int | None = None,
-               commands: Sequence[str] | None = None) -> list[StoredMessage]:
-        """The newest ``limit`` messages (newer than position ``after``), oldest first."""
-        where, args = _where(target, commands)
+               commands: Sequence[str] | None = None, since: float | None = None
+               ) -> list[StoredMessage]:
+        """The newest ``limit`` messages (newer than position ``after``), oldest first.
+        Every range query takes ``commands`` (only these) and ``since`` (none earlier)."""
+        where, args = _where(target, commands, since)
         if after is not None:
             where += " AND id > ?"
             args += (after,)
         return self._select(where, args, "DESC", limit)
 
     def before(self, target: str, position: int, limit: int, *,
-               commands: Sequence[str] | None = None) -> list[StoredMessage]:
+               commands: Sequence[str] | None = None, since: float | None = None
+               ) -> list[StoredMessage]:
         """Up to ``limit`` messages just before ``position``, oldest first."""
-        where, args = _where(target, commands)
+        where, args = _where(target, commands, since)
         return self._select(where + " AND id < ?", (*args, position), "DESC", limit)
 
     def after(self, target: str, position: int, limit: int, *,
-              commands: Sequence[str] | None = None, inclusive: bool = False
-              ) -> list[StoredMessage]:
+              commands: Sequence[str] | None = None, since: float | None = None,
+              inclusive: bool = False) -> list[StoredMessage]:
         """Up to ``limit`` messages just after ``position`` (or from it), oldest first."""
-        where, args = _where(target, commands)
+        where, args = _where(target, commands, since)
         op = ">=" if inclusive else ">"
         return self._select(where + f" AND id {op} ?", (*args, position), "ASC", limit)
 
     def between(self, target: str, start: int, end: int, limit: int, *,
-                commands: Sequence[str] | None = None) -> list[StoredMessage]:
+                commands: Sequence[str] | None = None, since: float | None = None
+                ) -> list[StoredMessage]:
         """Messages strictly between two positions, ``limit`` of them counted from
         ``start`` (so ``start > end`` gives the newest ones before ``start``)."""
-        where, args = _where(target, commands)
+        where, args = _where(target, commands, since)
         low, high = sorted((start, end))
         where += " AND id > ? AND id < ?"
         return self._select(where, (*args, low, high), "ASC" if start <= end else "DESC",
                             limit)
 
     def around(self, target: str, position: int, limit: int, *,
-               commands: Sequence[str] | None = None) -> list[StoredMessage]:
+               commands: Sequence[str] | None = None, since: float | None = None
+               ) -> list[StoredMessage]:
         """``limit`` messages centred on ``position`` (it included when it is a message)."""
-        older = self.before(target, position, limit // 2, commands=commands)
+        older = self.before(target, position, limit // 2, commands=commands, since=since)
         newer = self.after(target, position, limit - len(older), commands=commands,
-                           inclusive=True)
+                           since=since, inclusive=True)
         return older + newer
 
-    def last_at(self, target: str) -> float | None:
-        """When the newest message of ``target`` was accepted, or ``None``."""
+    def last_at(self, target: str, commands: Sequence[str] | None = None) -> float | None:
+        """When the newest message of ``target`` (of ``commands``) was accepted, or ``None``."""
+        where, args = _where(target, commands)
         with self._store._read() as db:
             row = db.execute(
-                "SELECT at FROM messages WHERE target = ? ORDER BY id DESC LIMIT 1", (target,)
+                f"SELECT at FROM messages WHERE {where} ORDER BY id DESC LIMIT 1", args
             ).fetchone()
+        return None if row is None else float(row[0])
+
+    def message_at(self, target: str, msgid: str) -> float | None:
+        """When message ``msgid`` of ``target`` was accepted, or ``None``."""
+        with self._store._read() as db:
+            row = db.execute("SELECT at FROM messages WHERE msgid = ? AND target = ?",
+                             (msgid, target)).fetchone()
+        return None if row is None else float(row[0])
+
+    def count_before(self, target: str, position: int, *,
+                     commands: Sequence[str] | None = None, since: float | None = None) -> int:
+        """How many messages precede ``position`` (what a bounded replay leaves out)."""
+        where, args = _where(target, commands, since)
+        with self._store._read() as db:
+            row = db.execute(f"SELECT count(*) FROM messages WHERE {where} AND id < ?",
+                             (*args, position)).fetchone()
+        return int(row[0])
+
+    def conversation_with(self, party: str, peer: str) -> str | None:
+        """The key of ``party``'s latest private conversation with nickname ``peer`` (as
+        ``party`` last saw it named), or ``None``."""
+        wanted = casefold(peer)
+        with self._store._read() as db:
+            rows = db.execute(
+                "SELECT target, peer FROM conversations WHERE party = ? ORDER BY last_at DESC",
+                (party,),
+            ).fetchall()
+        return next((str(t) for t, p in rows if casefold(str(p)) == wanted), None)
+
+    def first_join(self, target: str, party: str) -> float | None:
+        """When ``party`` first joined room ``target`` (for history_visibility "joined")."""
+        with self._store._read() as db:
+            row = db.execute("SELECT at FROM room_joins WHERE target = ? AND party = ?",
+                             (target, party)).fetchone()
+        return None if row is None else float(row[0])
+
+    def last_seen(self, party: str) -> float | None:
+        """When ``party`` (an account) was last connected, or ``None``: never seen."""
+        with self._store._read() as db:
+            row = db.execute("SELECT at FROM seen WHERE party = ?", (party,)).fetchone()
         return None if row is None else float(row[0])
 
     def conversations(self, party: str, since: float, until: float,
                       limit: int) -> list[tuple[str, str, float]]:
-        """``party``'s private conversations active in [since, until]: (key, peer, last)."""
+        """``party``'s private conversations whose last message lies strictly between
+        ``since`` and ``until``, earliest first: (key, peer, last)."""
         with self._store._read() as db:
             rows = db.execute(
                 "SELECT target, peer, last_at FROM conversations WHERE party = ?"
-                " AND last_at >= ? AND last_at <= ? ORDER BY last_at LIMIT ?",
+                " AND last_at > ? AND last_at < ? ORDER BY last_at LIMIT ?",
                 (party, since, until, limit),
             ).fetchall()
         return [(str(t), str(p), float(a)) for t, p, a in rows]
@@ -257,8 +327,14 @@ class HistoryStore:
         return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
-def _where(target: str, commands: Sequence[str] | None) -> tuple[str, tuple[object, ...]]:
-    if not commands:
-        return "target = ?", (target,)
-    marks = ", ".join("?" * len(commands))
-    return f"target = ? AND command IN ({marks})", (target, *commands)
+def _where(target: str, commands: Sequence[str] | None,
+           since: float | None = None) -> tuple[str, tuple[object, ...]]:
+    where = "target = ?"
+    args: tuple[object, ...] = (target,)
+    if commands:
+        where += f" AND command IN ({', '.join('?' * len(commands))})"
+        args += tuple(commands)
+    if since is not None:
+        where += " AND at >= ?"
+        args += (since,)
+    return where, args

@@ -170,6 +170,9 @@ class Changes:
 
 
 # Each migration is a sequence of single SQL statements (no executescript: it would COMMIT).
+#: A message's text in SQL (the first parameter after the target), for the search index.
+_TEXT_SQL = "json_extract({}.params, '$[0]')"
+
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1: accounts
     (
@@ -328,6 +331,66 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_at REAL NOT NULL,
             PRIMARY KEY (party, target)
         )""",
+    ),
+    # 8 -> 9: what reading history needs. Conversation order (an index on target is one on
+    # (target, id)); the words of every PRIVMSG and NOTICE for SEARCH (a contentless FTS5
+    # index kept by triggers, so a purge or redaction by any writer, the CLI included,
+    # takes the words out with the row); per party the read marker of each conversation,
+    # when it first joined each room (history_visibility "joined") and when it was last
+    # seen (what it missed); and a registered room's own retention.
+    # The table is rebuilt to let a msgid repeat across targets: a QUIT or NICK is one
+    # event with one msgid, kept in the history of each room it was seen in.
+    (
+        """CREATE TABLE messages_9 (
+            id INTEGER PRIMARY KEY,
+            msgid TEXT NOT NULL,
+            at REAL NOT NULL,
+            target TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            command TEXT NOT NULL,
+            source TEXT NOT NULL,
+            account TEXT,
+            params TEXT NOT NULL,
+            tags TEXT
+        )""",
+        "INSERT INTO messages_9 SELECT * FROM messages",
+        "DROP TABLE messages",
+        "ALTER TABLE messages_9 RENAME TO messages",
+        "CREATE UNIQUE INDEX messages_msgid ON messages (msgid, target)",
+        "CREATE INDEX messages_target ON messages (target, at)",
+        "CREATE INDEX messages_at ON messages (at)",
+        "CREATE INDEX messages_order ON messages (target)",
+        "CREATE VIRTUAL TABLE messages_text USING fts5 (text, content = '')",
+        f"""CREATE TRIGGER messages_text_insert AFTER INSERT ON messages
+           WHEN NEW.command IN ('PRIVMSG', 'NOTICE')
+           BEGIN INSERT INTO messages_text (rowid, text) VALUES (NEW.id, {_TEXT_SQL.format("NEW")});
+           END""",
+        f"""CREATE TRIGGER messages_text_delete AFTER DELETE ON messages
+           WHEN OLD.command IN ('PRIVMSG', 'NOTICE')
+           BEGIN INSERT INTO messages_text (messages_text, rowid, text)
+                 VALUES ('delete', OLD.id, {_TEXT_SQL.format("OLD")});
+           END""",
+        f"""CREATE TRIGGER messages_text_update AFTER UPDATE OF params ON messages
+           WHEN OLD.command IN ('PRIVMSG', 'NOTICE')
+           BEGIN INSERT INTO messages_text (messages_text, rowid, text)
+                 VALUES ('delete', OLD.id, {_TEXT_SQL.format("OLD")});
+                 INSERT INTO messages_text (rowid, text) SELECT NEW.id, {_TEXT_SQL.format("NEW")}
+                 WHERE {_TEXT_SQL.format("NEW")} IS NOT NULL;
+           END""",
+        """CREATE TABLE read_markers (
+            party TEXT NOT NULL,
+            target TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (party, target)
+        )""",
+        """CREATE TABLE room_joins (
+            target TEXT NOT NULL,
+            party TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (target, party)
+        )""",
+        "CREATE TABLE seen (party TEXT PRIMARY KEY, at REAL NOT NULL)",
+        "ALTER TABLE rooms ADD COLUMN history_retention REAL",
     ),
 )
 

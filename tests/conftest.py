@@ -329,10 +329,12 @@ def sasl_payload(account: str, password: str) -> list[str]:
     return [f"AUTHENTICATE {c}" for c in chunks]
 
 
-def sasl_login(c: IrcClient, nick: str, account: str, password: str) -> Message:
-    """Register ``c`` logging in with SASL PLAIN; return the 903 or 904 reply."""
+def sasl_login(c: IrcClient, nick: str, account: str, password: str,
+               caps: tuple[str, ...] = ()) -> Message:
+    """Register ``c`` logging in with SASL PLAIN (asking for ``caps`` too); return the 903
+    or 904 reply."""
     c.send("CAP LS 302")
-    c.send("CAP REQ :sasl")
+    c.send("CAP REQ :" + " ".join(("sasl", *caps)))
     c.send(f"NICK {nick}")
     c.send("USER u 0 * :u")
     c.expect("CAP", where=lambda m: m.param(1) == "ACK")
@@ -344,10 +346,10 @@ def sasl_login(c: IrcClient, nick: str, account: str, password: str) -> Message:
 
 
 def logged_in(server: RunningServer, nick: str, account: str, password: str,
-              **kw: Any) -> IrcClient:
+              caps: tuple[str, ...] = (), **kw: Any) -> IrcClient:
     """A client registered as ``nick`` after a successful SASL PLAIN login to ``account``."""
     c = server.client(**kw)
-    assert sasl_login(c, nick, account, password).command == "903"
+    assert sasl_login(c, nick, account, password, caps).command == "903"
     c.send("CAP END")
     c.expect("001", nick)
     c.nick = nick

@@ -28,20 +28,29 @@ def answers(msgs: list[Message]) -> dict[str, list[Message]]:
     labeled line or ACK under its own. Fails on a batch that is left open or reused."""
     out: dict[str, list[Message]] = {}
     open_batches: dict[str, str] = {}  # batch id -> label
+    others: set[str] = set()  # batches of another kind (a history replay on JOIN)
     for m in msgs:
         if m.command == "BATCH" and m.params[0].startswith("+"):
             ref = m.params[0][1:]
-            assert ref not in open_batches, f"batch {ref} opened twice"
+            assert ref not in open_batches and ref not in others, f"batch {ref} opened twice"
             if m.param(1) == "labeled-response":
                 label = m.tags["label"]
                 assert label not in out, f"label {label} answered twice"
                 out[label] = []
                 open_batches[ref] = label
+            else:
+                others.add(ref)
             continue
         if m.command == "BATCH" and m.params[0].startswith("-"):
-            open_batches.pop(m.params[0][1:])
+            ref = m.params[0][1:]
+            if ref in others:
+                others.discard(ref)
+            else:
+                open_batches.pop(ref)
             continue
         ref = m.tags.get("batch")
+        if ref in others:
+            continue
         if ref in open_batches:
             assert "label" not in m.tags
             out[open_batches[ref]].append(m)

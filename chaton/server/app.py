@@ -23,11 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from chaton import tls
 from chaton.config import Settings
+from chaton.history_store import LAST_SEEN
 from chaton.protocol.message import LineBuffer, Message, encode_line
+from chaton.protocol.names import casefold
 from chaton.server import commands
 from chaton.server.admission import Admission
 from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
+from chaton.server.history import keep_event
 from chaton.server.hosts import cloak_key
 from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.monitor import Monitor
@@ -160,11 +163,17 @@ class ChatServer:
         self.admission.closing(conn)
         if was is Phase.REGISTERED and conn.nick is not None:
             self.whowas.record(conn, conn.nick)
+            rooms = list(conn.channels.values())
             peers = self.state.remove(conn)
             self.monitor.offline(conn.nick)
+            reason = conn.close_reason or "Client quit"
+            out = Outgoing(conn.source, "QUIT", [reason], msgid=new_msgid(),
+                           account=conn.account)
             if peers:
-                Outgoing(conn.source, "QUIT", [conn.close_reason or "Client quit"],
-                         msgid=new_msgid(), account=conn.account).send_to(peers)
+                out.send_to(peers)
+            keep_event(self, rooms, out, conn.source, conn.account, "QUIT", [reason])
+            if self.history is not None and conn.account:
+                self.history.note(LAST_SEEN, (casefold(conn.account), out.at))
 
     def on_connection_lost(self, conn: Session) -> None:
         self.on_closing(conn)
@@ -287,4 +296,6 @@ class ChatServer:
             "STATUSMSG=@+",
             "BOT=B",
             *(["UTF8ONLY"] if s.utf8_only else []),
+            *([f"CHATHISTORY={s.chathistory_max}", "MSGREFTYPES=msgid,timestamp"]
+              if s.history else []),
         ]

@@ -288,7 +288,7 @@ async def _set_status(server: ChatServer, registry: RoomRegistry, conn: Session,
     new = old | bit if adding else old & ~bit
     if new != old:
         room.members[target] = new
-        announce_modes(room, CHANSERV_SOURCE, [Change(adding, letter, target.name)])
+        announce_modes(server, room, CHANSERV_SOURCE, [Change(adding, letter, target.name)])
 
 
 def _amode(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]
@@ -341,7 +341,8 @@ async def _do_amode(server: ChatServer, registry: RoomRegistry, conn: Session, r
         for member, status in list(room.members.items()):
             if member.account and casefold(member.account) == account and not status & bit:
                 room.members[member] = status | bit
-                announce_modes(room, CHANSERV_SOURCE, [Change(True, change[1], member.name)])
+                announce_modes(server, room, CHANSERV_SOURCE,
+                               [Change(True, change[1], member.name)])
 
 
 def _set(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[str]

@@ -48,6 +48,7 @@ def table() -> dict[str, Command]:
         accounts,
         admin,
         chanserv,
+        chathistory,
         messaging,
         monitor,
         queries,
@@ -72,6 +73,9 @@ def table() -> dict[str, Command]:
         "PRIVMSG": c(messaging.relay, "PRIVMSG <target>[,<target>] :<text>"),
         "NOTICE": c(messaging.relay, "NOTICE <target>[,<target>] :<text>"),
         "TAGMSG": c(messaging.relay, "@<tags> TAGMSG <target>[,<target>]"),
+        "CHATHISTORY": c(chathistory.chathistory,
+                         "CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN|TARGETS <target> "
+                         "<ref> [<ref>] <limit>", 1),
         # rooms
         "JOIN": c(rooms.join, "JOIN <room>[,<room>] [<key>]", 1),
         "PART": c(rooms.part, "PART <room>[,<room>] [:<reason>]", 1),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -39,11 +39,12 @@ from chaton.protocol.names import casefold
 from chaton.store import StoreError
 
 if TYPE_CHECKING:
+    from chaton.server.app import ChatServer
     from chaton.server.lines import Outgoing
     from chaton.server.session import Session
     from chaton.server.state import Channel
 
-__all__ = ["HeldOutput", "History", "party", "room_target", "stored"]
+__all__ = ["HeldOutput", "History", "keep_event", "party", "room_target", "stored"]
 
 log = logging.getLogger("chaton")
 
@@ -89,13 +90,27 @@ def stored(out: Outgoing, conn: Session, command: str, target: str, recipient: s
                       conn.account, params, tags or None, parties)
 
 
+def keep_event(server: ChatServer, rooms: Iterable[Channel], out: Outgoing, source: str,
+               account: str | None, command: str, params: Sequence[str]) -> None:
+    """Keep a room event (JOIN, PART, KICK, TOPIC, MODE; QUIT and NICK in each room the
+    client was in) for event playback, with the msgid and time its members saw.
+    ``params`` are those after the room name."""
+    history = server.history
+    if history is None:
+        return
+    for room in rooms:
+        history.record(NewMessage(out.msgid or "", out.at, room_target(room), room.name,
+                                  command, source, account, tuple(params)))
+
+
 class _Batch:
     """Rows to commit together, and the output that waits for them."""
 
-    __slots__ = ("done", "failed", "holds", "outs", "rows")
+    __slots__ = ("done", "facts", "failed", "holds", "outs", "rows")
 
     def __init__(self) -> None:
         self.rows: list[NewMessage] = []
+        self.facts: list[tuple[str, tuple[object, ...]]] = []
         self.outs: list[Outgoing] = []  # whose lines must vanish if the commit fails
         self.failed: list[Callable[[], None]] = []
         self.holds: list[tuple[HeldOutput, int]] = []
@@ -125,18 +140,27 @@ class History:
                failed: Callable[[], None] | None = None) -> None:
         """Queue ``row``. ``out`` is the message as queued to its recipients (withdrawn if
         the commit fails, and ``failed`` called)."""
-        batch = self._open
-        if batch is None:
-            batch = self._open = _Batch()
-            if self._committing is None and not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._submit)
+        batch = self._filling()
         batch.rows.append(row)
         if out is not None:
             batch.outs.append(out)
         if failed is not None:
             batch.failed.append(failed)
         self.pending += 1
+
+    def note(self, sql: str, args: tuple[object, ...]) -> None:
+        """Run one more statement in the next commit (``history_store.FIRST_JOIN``...)."""
+        self._filling().facts.append((sql, args))
+        self.pending += 1
+
+    def _filling(self) -> _Batch:
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch()
+            if self._committing is None and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._submit)
+        return batch
 
     @property
     def busy(self) -> bool:
@@ -177,17 +201,17 @@ class History:
         if batch is None or self._committing is not None:
             return
         self._open, self._committing = None, batch
-        future = asyncio.wrap_future(self._writer.submit(self._append, batch.rows))
+        future = asyncio.wrap_future(self._writer.submit(self._append, batch))
         future.add_done_callback(lambda f: self._committed(f, batch))
 
-    def _append(self, rows: list[NewMessage]) -> None:
+    def _append(self, batch: _Batch) -> None:
         if self._write_store is None:
             self._write_store = HistoryStore(self._path)
-        self._write_store.append(rows)
+        self._write_store.append(batch.rows, batch.facts)
 
     def _committed(self, future: asyncio.Future[None], batch: _Batch) -> None:
         self._committing = None
-        self.pending -= len(batch.rows)
+        self.pending -= len(batch.rows) + len(batch.facts)
         error = future.exception()
         try:
             if error is None:
@@ -232,9 +256,9 @@ class History:
         """Commit what is queued (the server is going: nothing more is written to clients),
         then close both connections."""
         batch, self._open = self._open, None
-        if batch is not None and batch.rows:
+        if batch is not None:
             try:
-                self._writer.submit(self._append, batch.rows).result()
+                self._writer.submit(self._append, batch).result()
             except StoreError as exc:
                 log.error("history-write-failed at close rows=%d: %s", len(batch.rows), exc)
         for pool, attr in ((self._writer, "_write_store"), (self._reader, "_read_store")):

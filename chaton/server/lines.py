@@ -62,7 +62,9 @@ class Outgoing:
         bot: bool = False,
     ) -> None:
         self.plain = encode_line(source, command, params)
-        self._at = time.time()
+        # Whole milliseconds, as the ``time`` tag says: a ``timestamp=`` reference then
+        # names exactly the messages whose tag it copied.
+        self._at = int(time.time() * 1000) / 1000
         self._client_tags = client_tags
         self.msgid = msgid
         self._account = account

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chaton.history_store import FIRST_JOIN
+from chaton.server.history import keep_event, party, room_target
 from chaton.server.lines import Outgoing, new_msgid
 
 if TYPE_CHECKING:
@@ -41,11 +43,15 @@ def tell_peers(
         conn.send(out.line_for(conn))
 
 
-def send_join(room: Channel, conn: Session) -> None:
+def send_join(room: Channel, conn: Session) -> str:
     """The JOIN to the room's members: with account and real name for extended-join, and
-    the joiner's away message for away-notify members."""
+    the joiner's away message for away-notify members. Returns the JOIN's msgid."""
     msgid = new_msgid()  # one event, whichever form each member gets
     plain = Outgoing(conn.source, "JOIN", [room.name], msgid=msgid, account=conn.account)
+    history = conn.server.history
+    if history is not None:
+        keep_event(conn.server, (room,), plain, conn.source, conn.account, "JOIN", ())
+        history.note(FIRST_JOIN, (room_target(room), party(conn), plain.at))
     extended: Outgoing | None = None
     away = None
     for member in room.members:
@@ -62,3 +68,4 @@ def send_join(room: Channel, conn: Session) -> None:
             if away is None:
                 away = Outgoing(conn.source, "AWAY", [conn.away], account=conn.account)
             member.send(away.line_for(member))
+    return msgid

@@ -19,6 +19,7 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import casefold, valid_nick
+from chaton.server.history import keep_event
 from chaton.server.lines import ACCOUNT_TAG, MESSAGE_TAGS, SERVER_TIME, Outgoing, new_msgid
 from chaton.server.registration_state import PassClaim
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from chaton.server.session import Session
 
 __all__ = [
+    "HISTORY_CAPS",
     "SUPPORTED_CAPS",
     "cap",
     "change_nick",
@@ -50,6 +52,8 @@ SUPPORTED_CAPS = (
     "chghost", "setname", "cap-notify", "batch", "labeled-response", "extended-monitor",
     "sasl",
 )
+#: Offered with ``history`` on (``chaton.server.chathistory``).
+HISTORY_CAPS = ("draft/chathistory", "draft/event-playback")
 _TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
                   "account-tag": ACCOUNT_TAG}
 _USERNAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -58,8 +62,14 @@ USERLEN = 16
 REALNAME_LEN = 100
 
 
+def offered_caps(server: ChatServer) -> tuple[str, ...]:
+    """What this server offers: the message store's capabilities only when it keeps one."""
+    return SUPPORTED_CAPS + HISTORY_CAPS if server.settings.history else SUPPORTED_CAPS
+
+
 def _cap_ls(server: ChatServer, conn: Session, version: int) -> None:
-    caps = [("sasl=PLAIN" if c == "sasl" and version >= 302 else c) for c in SUPPORTED_CAPS]
+    caps = [("sasl=PLAIN" if c == "sasl" and version >= 302 else c)
+            for c in offered_caps(server)]
     conn.send_msg("CAP", conn.name, "LS", " ".join(caps))
 
 
@@ -78,7 +88,7 @@ def cap(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | No
         conn.cap_started()
         wanted = msg.param(1).split()
         names = [w[1:] if w.startswith("-") else w for w in wanted]
-        if not wanted or any(n not in SUPPORTED_CAPS for n in names):
+        if not wanted or any(n not in offered_caps(server) for n in names):
             conn.send_msg("CAP", conn.name, "NAK", msg.param(1))
             return None
         caps = set(conn.caps)
@@ -127,6 +137,7 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
 def change_nick(server: ChatServer, conn: Session, new: str) -> None:
     """Rename a registered client (checked by the caller) and tell it and its peers."""
     out = Outgoing(conn.source, "NICK", [new], msgid=new_msgid(), account=conn.account)
+    keep_event(server, conn.channels.values(), out, conn.source, conn.account, "NICK", [new])
     peers = server.state.peers(conn)
     old = conn.nick
     assert old is not None

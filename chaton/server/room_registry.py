@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from chaton.protocol.names import casefold, room_key, room_name
 from chaton.server.authority import admin_now
+from chaton.server.history import keep_event
 from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.room_modes import (
     LISTS,
@@ -134,12 +135,14 @@ def adopt(room: Channel, record: RoomRecord) -> tuple[list[Change], bool]:
     return diff, topic_changed
 
 
-def announce_modes(room: Channel, source: str, changes: list[Change]) -> None:
-    """MODE lines to the room, at most ``MAX_MODES`` changes each."""
+def announce_modes(server: ChatServer, room: Channel, source: str,
+                   changes: list[Change]) -> None:
+    """MODE lines to the room, at most ``MAX_MODES`` changes each (kept in its history)."""
     for start in range(0, len(changes), MAX_MODES):
-        chunk = changes[start:start + MAX_MODES]
-        Outgoing(source, "MODE", [room.name, *format_changes(chunk)],
-                 msgid=new_msgid()).send_to(room.members)
+        changed = format_changes(changes[start:start + MAX_MODES])
+        out = Outgoing(source, "MODE", [room.name, *changed], msgid=new_msgid())
+        out.send_to(room.members)
+        keep_event(server, (room,), out, source, None, "MODE", changed)
 
 
 class RoomRegistry:
@@ -208,10 +211,13 @@ class RoomRegistry:
             mine = set(own)
             others = [c for c in diff if c not in mine]
             if others:
-                announce_modes(room, CHANSERV_SOURCE, others)
+                announce_modes(self.server, room, CHANSERV_SOURCE, others)
             if topic_changed and not own_topic:
-                Outgoing(CHANSERV_SOURCE, "TOPIC", [room.name, room.topic],
-                         msgid=new_msgid()).send_to(room.members)
+                out = Outgoing(CHANSERV_SOURCE, "TOPIC", [room.name, room.topic],
+                               msgid=new_msgid())
+                out.send_to(room.members)
+                keep_event(self.server, (room,), out, CHANSERV_SOURCE, None, "TOPIC",
+                           [room.topic])
         if room.writes == 0 and room.stale:
             room.stale = False
             self.room_changed(room_key(room.name))

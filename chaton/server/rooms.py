@@ -21,6 +21,8 @@ from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import BadRoomName, casefold, is_channel, room_key, room_name
 from chaton.protocol.wildcards import wildcard_match
 from chaton.server.authority import admin_now
+from chaton.server.chathistory import replay_on_join
+from chaton.server.history import keep_event
 from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.notify import send_join
 from chaton.server.room_modes import (
@@ -102,8 +104,10 @@ def _send_topic(conn: Session, room: Channel) -> None:
 
 def _part_all(server: ChatServer, conn: Session) -> None:
     for room in list(conn.channels.values()):
-        Outgoing(conn.source, "PART", [room.name, "Left all rooms"], msgid=new_msgid(),
-                 account=conn.account).send_to(room.members)
+        out = Outgoing(conn.source, "PART", [room.name, "Left all rooms"], msgid=new_msgid(),
+                       account=conn.account)
+        out.send_to(room.members)
+        keep_event(server, (room,), out, conn.source, conn.account, "PART", ["Left all rooms"])
         server.state.part(conn, room)
 
 
@@ -140,13 +144,15 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
                              f"{s.rooms_created_window:g} seconds from one address")
                 continue
             server.room_creations.hit(conn.group, now)
-        room, _created = server.state.join(conn, name)
+        room, created = server.state.join(conn, name)
         if room.owner is not None and server.registry is not None:
             room.members[conn] = server.registry.status_on_join(room, conn)
-        send_join(room, conn)
+        msgid = send_join(room, conn)
         if room.topic:
             _send_topic(conn, room)
         send_names(server, conn, room)
+        if not created or room.owner is not None:  # a room just begun has no past
+            replay_on_join(server, conn, room, msgid)
     return None
 
 
@@ -240,8 +246,9 @@ def part(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
             conn.numeric(num.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
             continue
         params = [room.name, reason] if reason else [room.name]
-        Outgoing(conn.source, "PART", params, msgid=new_msgid(),
-                 account=conn.account).send_to(room.members)
+        out = Outgoing(conn.source, "PART", params, msgid=new_msgid(), account=conn.account)
+        out.send_to(room.members)
+        keep_event(server, (room,), out, conn.source, conn.account, "PART", params[1:])
         server.state.part(conn, room)
     return None
 
@@ -292,17 +299,22 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     room.topic = text
     room.topic_by = conn.source
     room.topic_at = time.time()
-    Outgoing(conn.source, "TOPIC", [room.name, room.topic], msgid=new_msgid(),
-             account=conn.account).send_to(room.members)
+    _announce_topic(server, conn, room)
     return None
+
+
+def _announce_topic(server: ChatServer, conn: Session, room: Channel) -> None:
+    out = Outgoing(conn.source, "TOPIC", [room.name, room.topic], msgid=new_msgid(),
+                   account=conn.account)
+    out.send_to(room.members)
+    keep_event(server, (room,), out, conn.source, conn.account, "TOPIC", [room.topic])
 
 
 async def _stored_topic(registry: RoomRegistry, conn: Session, room: Channel, text: str
                         ) -> None:
     """A registered room's topic: committed, then announced."""
     if await registry.set_topic(conn, room, text):
-        Outgoing(conn.source, "TOPIC", [room.name, room.topic], msgid=new_msgid(),
-                 account=conn.account).send_to(room.members)
+        _announce_topic(registry.server, conn, room)
 
 
 # LIST [<channel>{,<channel>}] | LIST <mask> | LIST >n | LIST <n   (ELIST=MU)
@@ -451,9 +463,11 @@ def _mode_done(
             conn.numeric(num.ERR_USERNOTINCHANNEL, error.arg, room.name,
                          "They aren't on that channel")
     if applied:
-        out = Outgoing(conn.source, "MODE", [room.name, *format_changes(applied)],
-                       msgid=new_msgid(), account=conn.account)
+        changed = format_changes(applied)
+        out = Outgoing(conn.source, "MODE", [room.name, *changed], msgid=new_msgid(),
+                       account=conn.account)
         out.send_to(room.members)
+        keep_event(conn.server, (room,), out, conn.source, conn.account, "MODE", changed)
         if conn not in room.members:
             conn.send(out.line_for(conn))
 
@@ -503,8 +517,9 @@ def _user_mode(server: ChatServer, conn: Session, msg: Message, target: str) -> 
 
 def kick_from(server: ChatServer, room: Channel, victim: Session, by: str, reason: str) -> None:
     """Remove ``victim`` from ``room``, telling everyone in it (victim included)."""
-    Outgoing(by, "KICK", [room.name, victim.name, reason], msgid=new_msgid()).send_to(
-        room.members)
+    out = Outgoing(by, "KICK", [room.name, victim.name, reason], msgid=new_msgid())
+    out.send_to(room.members)
+    keep_event(server, (room,), out, by, None, "KICK", [victim.name, reason])
     server.state.part(victim, room)
 
 
