@@ -323,6 +323,55 @@ class HistoryStore:
             ).fetchall()
         return [(str(t), str(p), float(a)) for t, p, a in rows]
 
+    def search(self, words: Sequence[str], targets: Sequence[tuple[str, float | None]], *,
+               source: str | None = None, after: float | None = None,
+               before: float | None = None, limit: int = 50) -> list[StoredMessage]:
+        """The newest ``limit`` PRIVMSG/NOTICE of ``targets`` (key, earliest readable time)
+        containing every one of ``words``, oldest first. ``source``: only from that
+        nickname. The index is walked newest first, so a common word stops at ``limit``."""
+        if not words or not targets:
+            return []
+        match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+        plain = [key for key, since in targets if since is None]
+        where = ["messages_text MATCH ?"]
+        args: list[object] = [match]
+        scopes = []
+        if plain:
+            scopes.append(f"m.target IN ({', '.join('?' * len(plain))})")
+            args += plain
+        for key, since in targets:
+            if since is not None:
+                scopes.append("(m.target = ? AND m.at >= ?)")
+                args += [key, since]
+        where.append("(" + " OR ".join(scopes) + ")")
+        if source is not None:
+            where.append("m.source LIKE ? ESCAPE '\\'")
+            escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(escaped + "!%")
+        if after is not None:
+            where.append("m.at > ?")
+            args.append(after)
+        if before is not None:
+            where.append("m.at < ?")
+            args.append(before)
+        columns = ", ".join("m." + c for c in _COLUMNS.split(", "))
+        with self._store._read() as db:
+            rows = db.execute(
+                f"SELECT {columns} FROM messages_text JOIN messages m ON m.id = messages_text.rowid"
+                f" WHERE {' AND '.join(where)} ORDER BY messages_text.rowid DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        found = [StoredMessage.from_row(r) for r in rows]
+        found.reverse()
+        return found
+
+    def conversation_keys(self, party: str) -> list[str]:
+        """Every private conversation ``party`` has (what SEARCH may look through)."""
+        with self._store._read() as db:
+            rows = db.execute("SELECT target FROM conversations WHERE party = ?",
+                              (party,)).fetchall()
+        return [str(r[0]) for r in rows]
+
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
 

@@ -31,6 +31,7 @@ __all__ = [
     "encode_line",
     "escape_tag_value",
     "parse",
+    "parse_tags",
     "safe_param",
     "serialize",
     "split_source",
@@ -89,7 +90,9 @@ def _unescape_tag_value(raw: str) -> str:
     return "".join(out)
 
 
-def _parse_tags(raw: str) -> dict[str, str]:
+def parse_tags(raw: str) -> dict[str, str]:
+    """``key=value;key`` pairs with tag-value escaping (also SEARCH's attribute list);
+    :class:`ProtocolError` on a malformed key."""
     tags: dict[str, str] = {}
     for item in raw.split(";"):
         if not item:
@@ -110,7 +113,7 @@ def parse(line: str) -> Message:
     rest = line.lstrip(" ")
     if rest.startswith("@"):
         raw_tags, _, rest = rest[1:].partition(" ")
-        tags = _parse_tags(raw_tags)
+        tags = parse_tags(raw_tags)
         rest = rest.lstrip(" ")
     source: str | None = None
     if rest.startswith(":"):

@@ -39,7 +39,18 @@ if TYPE_CHECKING:
     from chaton.server.session import Session
     from chaton.server.state import Channel
 
-__all__ = ["CHATHISTORY_CAP", "EVENT_PLAYBACK_CAP", "chathistory", "replay_on_join"]
+__all__ = [
+    "CHATHISTORY_CAP",
+    "EVENT_PLAYBACK_CAP",
+    "Readable",
+    "chathistory",
+    "joined_only",
+    "parse_ref",
+    "readable",
+    "replay_on_join",
+    "resolve",
+    "send_batch",
+]
 
 log = logging.getLogger("chaton")
 
@@ -110,7 +121,7 @@ def readable(server: ChatServer, conn: Session, name: str) -> Readable | str | N
         room = server.state.find_channel(name)
         if room is None or conn not in room.members:
             return None
-        return Readable(room_target(room), _joined_only(server, room))
+        return Readable(room_target(room), joined_only(server, room))
     mine = party(conn)
     if casefold(name) == casefold(conn.name):
         return Readable(private_key(mine, mine))
@@ -120,13 +131,13 @@ def readable(server: ChatServer, conn: Session, name: str) -> Readable | str | N
     return name  # resolved against the conversations table on the reader thread
 
 
-def _joined_only(server: ChatServer, room: Channel) -> bool:
+def joined_only(server: ChatServer, room: Channel) -> bool:
     """Whether members see only what was said since they first joined ``room``."""
     setting = server.settings.history_visibility
     return setting == "joined" or (setting == "auto" and "i" in room.flags)
 
 
-def _resolve(store: HistoryStore, conn_party: str,
+def resolve(store: HistoryStore, conn_party: str,
              what: Readable | str) -> tuple[str, float | None] | None:
     """(key, earliest time readable) on the reader thread, or ``None``."""
     if isinstance(what, str):
@@ -239,7 +250,7 @@ async def _query(server: ChatServer, conn: Session, sub: str, target: str,
     commands = _commands(conn)
 
     def run(store: HistoryStore) -> list[StoredMessage] | None:
-        resolved = _resolve(store, me, what)
+        resolved = resolve(store, me, what)
         if resolved is None:
             return []  # a nickname with no conversation: nothing to show
         key, since = resolved
@@ -315,16 +326,16 @@ async def _targets(server: ChatServer, conn: Session, start: float, end: float,
     await history.wait()
     low, high = sorted((start, end))
     me = party(conn)
-    rooms = [(room.name, room_target(room), _joined_only(server, room))
+    rooms = [(room.name, room_target(room), joined_only(server, room))
              for room in conn.channels.values()]
 
     def run(store: HistoryStore) -> list[tuple[float, str]]:
         found: list[tuple[float, str]] = []
-        for name, key, joined_only in rooms:
+        for name, key, since_join in rooms:
             last = store.last_at(key, MESSAGES)
             if last is None or not low < last < high:
                 continue
-            if joined_only and _first_join(store, key, me) > last:
+            if since_join and _first_join(store, key, me) > last:
                 continue
             found.append((last, name))
         found += [(at, peer) for _key, peer, at in store.conversations(me, low, high, limit)]
@@ -379,14 +390,14 @@ async def _replay(server: ChatServer, conn: Session, room: Channel, join_msgid: 
     key = room_target(room)
     me = party(conn)
     account = casefold(conn.account) if conn.account else None
-    joined_only = _joined_only(server, room)
+    only_since_join = joined_only(server, room)
 
     def run(store: HistoryStore) -> tuple[list[StoredMessage], int]:
         joined = store.position(key, msgid=join_msgid)
         if joined is None:
             return [], 0
         since = store.last_seen(account) if account is not None else None
-        if joined_only:
+        if only_since_join:
             since = max(since or 0.0, _first_join(store, key, me))
         rows = store.before(key, joined, lines + 1, commands=MESSAGES, since=since)
         more = 0

@@ -54,6 +54,7 @@ def table() -> dict[str, Command]:
         queries,
         registration,
         rooms,
+        search,
         who,
         whowas,
     )
@@ -73,6 +74,8 @@ def table() -> dict[str, Command]:
         "PRIVMSG": c(messaging.relay, "PRIVMSG <target>[,<target>] :<text>"),
         "NOTICE": c(messaging.relay, "NOTICE <target>[,<target>] :<text>"),
         "TAGMSG": c(messaging.relay, "@<tags> TAGMSG <target>[,<target>]"),
+        "SEARCH": c(search.search, "SEARCH text=<words>[;in=<target>][;from=<nick>]"
+                    "[;after=<time>][;before=<time>][;limit=<n>]", 1),
         "CHATHISTORY": c(chathistory.chathistory,
                          "CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN|TARGETS <target> "
                          "<ref> [<ref>] <limit>", 1),
