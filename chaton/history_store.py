@@ -305,6 +305,13 @@ class HistoryStore:
                              (target, party)).fetchone()
         return None if row is None else float(row[0])
 
+    def read_marker(self, party: str, target: str) -> float | None:
+        """Where ``party`` last read conversation ``target`` (``MARKREAD``), or ``None``."""
+        with self._store._read() as db:
+            row = db.execute("SELECT at FROM read_markers WHERE party = ? AND target = ?",
+                             (party, target)).fetchone()
+        return None if row is None else float(row[0])
+
     def last_seen(self, party: str) -> float | None:
         """When ``party`` (an account) was last connected, or ``None``: never seen."""
         with self._store._read() as db:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import IrcClient, RunningServer, add_account, logged_in
 from test_chathistory import HISTORY_CAPS, PW, ask, texts
+
+from conftest import IrcClient, RunningServer, add_account, logged_in
 
 CAPS = (*HISTORY_CAPS, "draft/search")
 
@@ -57,3 +58,4 @@ def test_search_finds_words_only_where_the_asker_may_read(server: RunningServer)
     # leaving a room takes its words out of reach
     eve.send("PART #lobby")
     assert found(eve, "text=budget") == []
+

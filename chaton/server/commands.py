@@ -52,6 +52,7 @@ def table() -> dict[str, Command]:
         messaging,
         monitor,
         queries,
+        read_markers,
         registration,
         rooms,
         search,
@@ -74,6 +75,7 @@ def table() -> dict[str, Command]:
         "PRIVMSG": c(messaging.relay, "PRIVMSG <target>[,<target>] :<text>"),
         "NOTICE": c(messaging.relay, "NOTICE <target>[,<target>] :<text>"),
         "TAGMSG": c(messaging.relay, "@<tags> TAGMSG <target>[,<target>]"),
+        "MARKREAD": c(read_markers.markread, "MARKREAD <target> [timestamp=<time>]", 1),
         "SEARCH": c(search.search, "SEARCH text=<words>[;in=<target>][;from=<nick>]"
                     "[;after=<time>][;before=<time>][;limit=<n>]", 1),
         "CHATHISTORY": c(chathistory.chathistory,

@@ -25,6 +25,7 @@ from chaton.server.chathistory import replay_on_join
 from chaton.server.history import keep_event
 from chaton.server.lines import Outgoing, new_msgid
 from chaton.server.notify import send_join
+from chaton.server.read_markers import marker_on_join
 from chaton.server.room_modes import (
     LISTS,
     MAX_LIST,
@@ -153,6 +154,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | N
         send_names(server, conn, room)
         if not created or room.owner is not None:  # a room just begun has no past
             replay_on_join(server, conn, room, msgid)
+            marker_on_join(server, conn, room)
     return None
 
 
