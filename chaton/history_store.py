@@ -34,9 +34,11 @@ from chaton.protocol.names import casefold
 from chaton.store import Store
 
 __all__ = [
+    "AUDIT_ROW",
     "FIRST_JOIN",
     "LAST_SEEN",
     "READ_MARKER",
+    "REDACT_ROW",
     "HistoryStore",
     "NewMessage",
     "StoredMessage",
@@ -60,6 +62,10 @@ _CONVERSATION = (
 FIRST_JOIN = "INSERT OR IGNORE INTO room_joins (target, party, at) VALUES (?, ?, ?)"
 LAST_SEEN = ("INSERT INTO seen (party, at) VALUES (?, ?)"
              " ON CONFLICT (party) DO UPDATE SET at = max(at, excluded.at)")
+#: Redaction: the row goes (its words leave the search index by trigger) with its audit line.
+REDACT_ROW = "DELETE FROM messages WHERE target = ? AND msgid = ?"
+AUDIT_ROW = ("INSERT INTO audit (at, actor, action, target, reason, source_ip)"
+             " VALUES (?, ?, ?, ?, ?, ?)")
 READ_MARKER = ("INSERT INTO read_markers (party, target, at) VALUES (?, ?, ?)"
                " ON CONFLICT (party, target) DO UPDATE SET at = max(at, excluded.at)")
 
@@ -304,6 +310,12 @@ class HistoryStore:
             row = db.execute("SELECT at FROM room_joins WHERE target = ? AND party = ?",
                              (target, party)).fetchone()
         return None if row is None else float(row[0])
+
+    def find(self, target: str, msgid: str) -> StoredMessage | None:
+        """The message ``msgid`` of ``target`` (a PRIVMSG, NOTICE or TAGMSG), or ``None``."""
+        rows = self._select("target = ? AND msgid = ? AND command IN ('PRIVMSG', 'NOTICE',"
+                            " 'TAGMSG')", (target, msgid), "ASC", 1)
+        return rows[0] if rows else None
 
     def read_marker(self, party: str, target: str) -> float | None:
         """Where ``party`` last read conversation ``target`` (``MARKREAD``), or ``None``."""

@@ -53,6 +53,7 @@ def table() -> dict[str, Command]:
         monitor,
         queries,
         read_markers,
+        redaction,
         registration,
         rooms,
         search,
@@ -75,6 +76,7 @@ def table() -> dict[str, Command]:
         "PRIVMSG": c(messaging.relay, "PRIVMSG <target>[,<target>] :<text>"),
         "NOTICE": c(messaging.relay, "NOTICE <target>[,<target>] :<text>"),
         "TAGMSG": c(messaging.relay, "@<tags> TAGMSG <target>[,<target>]"),
+        "REDACT": c(redaction.redact, "REDACT <target> <msgid> [:<reason>]", 2),
         "MARKREAD": c(read_markers.markread, "MARKREAD <target> [timestamp=<time>]", 1),
         "SEARCH": c(search.search, "SEARCH text=<words>[;in=<target>][;from=<nick>]"
                     "[;after=<time>][;before=<time>][;limit=<n>]", 1),

@@ -54,7 +54,7 @@ SUPPORTED_CAPS = (
 )
 #: Offered with ``history`` on (``chaton.server.chathistory``).
 HISTORY_CAPS = ("draft/chathistory", "draft/event-playback", "draft/search",
-                "draft/read-marker")
+                "draft/read-marker", "draft/message-redaction")
 _TAG_MODE_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS,
                   "account-tag": ACCOUNT_TAG}
 _USERNAME = re.compile(r"[^A-Za-z0-9._-]")
