@@ -625,13 +625,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     from chaton.cli_rooms import add_room_subcommands  # it builds on this module's helpers
 
     add_room_subcommands(subparsers, common)
+    from chaton.cli_history import add_history_subcommands
+
+    add_history_subcommands(subparsers, common)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaton",
-        description="chaton offline administration: accounts, bans, rooms, audit, backup, "
-        "check, restore.",
+        description="chaton offline administration: accounts, bans, rooms, history, audit, "
+        "backup, check, restore.",
     )
     add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     return parser

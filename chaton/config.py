@@ -186,6 +186,13 @@ class Settings:
         metadata=_doc("lines replayed on JOIN to clients without CHATHISTORY (irssi, WeeChat): "
                       "what they missed since last seen, at most this many; 0 = none"),
     )
+    history_purge_interval: float = field(
+        default=600.0, metadata=_doc("seconds between looks for messages past their retention")
+    )
+    history_purge_chunk: int = field(
+        default=500, metadata=_doc("messages deleted per commit when purging (bounds the pause "
+                                   "a purge puts between two message commits)")
+    )
     chathistory_max: int = field(
         default=100, metadata=_doc("most messages one CHATHISTORY request returns")
     )
@@ -302,7 +309,7 @@ def _validate(s: Settings, source: str) -> None:
         "max_unregistered", "connect_rate_window", "rooms_created_window", "log_window",
         "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "hash_workers",
         "hash_queue_limit", "login_failure_window", "db_poll_interval", "chathistory_max",
-        "history_max_pending",
+        "history_max_pending", "history_purge_interval", "history_purge_chunk",
     ]
     for name in positive:
         if getattr(s, name) <= 0:

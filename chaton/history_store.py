@@ -25,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,12 +138,13 @@ class StoredMessage:
 class HistoryStore:
     """Writes and reads the ``messages`` table; one connection, one thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True, readonly: bool = False) -> None:
         # Migrations, WAL, busy timeout, 0600 and the one-transaction helpers: as for admin
         # facts (this module is the store's other half, so it uses them directly).
-        self._store = Store(path)
+        self._store = Store(path, create=create, readonly=readonly)
         self._db = self._store._conn()
-        self._db.execute("PRAGMA synchronous = NORMAL")
+        if not readonly:
+            self._db.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
         self._store.close()
@@ -169,17 +170,55 @@ class HistoryStore:
             if peers:
                 db.executemany(_CONVERSATION, peers)
 
-    def purge_before(self, at: float, limit: int) -> int:
-        """Delete up to ``limit`` of the oldest messages older than ``at``; how many went.
-        Bounded so a big purge never holds the write lock for long (call again until 0)."""
+    def purge_before(self, at: float, limit: int, *, target: str | None = None,
+                     keep: Sequence[str] = ()) -> int:
+        """Delete up to ``limit`` of the oldest messages older than ``at`` (of ``target``
+        only, or of every target but those in ``keep``); how many went. Bounded so a big
+        purge never holds the write lock for long (call again until it returns 0). The
+        search index loses their words by trigger in the same commit."""
+        where = "at < ?"
+        args: list[object] = [at]
+        if target is not None:
+            where += " AND (target = ? OR target LIKE ? ESCAPE '\\')"
+            args += [target, _like_prefix(target + "\x00")]
+        for kept in keep:
+            where += " AND target != ? AND target NOT LIKE ? ESCAPE '\\'"
+            args += [kept, _like_prefix(kept + "\x00")]
         with self._store._write() as db:
             cur = db.execute(
                 "DELETE FROM messages WHERE id IN"
-                " (SELECT id FROM messages WHERE at < ? ORDER BY at LIMIT ?)",
-                (at, limit),
+                f" (SELECT id FROM messages WHERE {where} ORDER BY at LIMIT ?)",
+                (*args, limit),
             )
-            db.execute("DELETE FROM conversations WHERE last_at < ?", (at,))
+            if target is None:
+                db.execute("DELETE FROM conversations WHERE last_at < ?", (at,))
             return cur.rowcount
+
+    def room_retention(self) -> dict[str, float]:
+        """Registered rooms with a retention of their own: key -> seconds (0 = forever)."""
+        with self._store._read() as db:
+            rows = db.execute("SELECT key, history_retention FROM rooms"
+                              " WHERE history_retention IS NOT NULL").fetchall()
+        return {str(k): float(v) for k, v in rows}
+
+    def export(self, target: str | None = None, since: float | None = None,
+               batch: int = 5000) -> Iterator[StoredMessage]:
+        """Every message (of ``target``), oldest first, read in pages of ``batch``."""
+        last = 0
+        while True:
+            where = "id > ?"
+            args: list[object] = [last]
+            if target is not None:
+                where += " AND (target = ? OR target LIKE ? ESCAPE '\\')"
+                args += [target, _like_prefix(target + "\x00")]
+            if since is not None:
+                where += " AND at >= ?"
+                args.append(since)
+            page = self._select(where, tuple(args), "ASC", batch)
+            if not page:
+                return
+            yield from page
+            last = page[-1].id
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -393,6 +432,11 @@ class HistoryStore:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern for "starts with ``prefix``" (an unregistered room's lives)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _where(target: str, commands: Sequence[str] | None,

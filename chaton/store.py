@@ -979,6 +979,17 @@ class Store:
                 self._audit_row(db, audit)
         return count
 
+    def set_room_retention(self, key: str, seconds: float | None,
+                           audit: AuditEntry | None = None) -> bool:
+        """A registered room's own history retention (``None``: the server's); with its
+        audit line in the same commit. False: no such registered room."""
+        with self._write() as db:
+            done = db.execute("UPDATE rooms SET history_retention = ? WHERE key = ?",
+                              (seconds, key)).rowcount > 0
+            if done:
+                self._audit_row(db, audit)
+            return done
+
     # --- audit log -------------------------------------------------------------------------
 
     def audit(

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from chaton.server.accounts import AccountService
     from chaton.server.authority import Authority
     from chaton.server.history import History
+    from chaton.server.retention import Retention
     from chaton.server.room_registry import RoomRegistry
 
 __all__ = ["ChatServer"]
@@ -82,6 +83,8 @@ class ChatServer:
         self.welcome_templates: Any = None  # built by registration on first use
         self.accounts: AccountService | None = None  # attached by server.setup
         self.history: History | None = None  # likewise, when the setting keeps history
+        self.retention: Retention | None = None  # with history: its background purge
+        self._purger: asyncio.Task[None] | None = None
         self.authority: Authority | None = None  # likewise: the accounts' authority
         self.registry: RoomRegistry | None = None  # likewise: registered rooms
         self.isupport = self._isupport()
@@ -102,6 +105,8 @@ class ChatServer:
             bound += [s.getsockname()[:2] for s in server.sockets]
             port = bound[0][1]
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        if self.retention is not None:
+            self._purger = asyncio.create_task(self.retention.run_forever())
         return bound
 
     async def close(self, reason: str = "Server shutting down") -> None:
@@ -110,8 +115,9 @@ class ChatServer:
             return
         for server in self._servers:
             server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._purger):
+            if task is not None:
+                task.cancel()
         for session in list(self.sessions):
             session.quit(reason)
         deadline = time.monotonic() + 3.0

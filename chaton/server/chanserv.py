@@ -25,6 +25,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from chaton.config import retention_seconds
+from chaton.protocol.durations import format_duration
 from chaton.protocol.message import Message
 from chaton.protocol.names import casefold, room_key
 from chaton.server.authority import admin_now
@@ -59,6 +61,7 @@ HELP = (
     "VOICE|DEVOICE <#room> [nick] give or take voice (owner, o/v grant, admin)",
     "AMODE <#room> [+o|-o|+v|-v <account>]  standing grants (owner or admin)",
     "SET <#room> OWNER <account> give a room to another account (owner or admin)",
+    "SET <#room> RETENTION <30d|0|default> how long the room keeps its history",
 )
 
 
@@ -351,14 +354,52 @@ def _set(server: ChatServer, registry: RoomRegistry, conn: Session, args: list[s
     if found is None or not _manages(server, registry, conn, found[1], "change its settings"):
         return None
     room, record = found
+    if len(args) == 3 and args[1].upper() == "RETENTION":
+        return _set_retention(server, registry, conn, room, args[2])
     if len(args) < 3 or args[1].upper() != "OWNER":
-        _say(conn, "Usage: SET <#room> OWNER <account>")
+        _say(conn, "Usage: SET <#room> OWNER <account> | SET <#room> RETENTION <30d|0|default>")
         return None
     account = server.authority.account(args[2]) if server.authority is not None else None
     if account is None:
         _say(conn, f"There is no account {args[2][:40]}")
         return None
     return _do_set_owner(server, registry, conn, room, record, casefold(account.name))
+
+
+def _set_retention(server: ChatServer, registry: RoomRegistry, conn: Session, room: Channel,
+                   text: str) -> Awaitable[None] | None:
+    """The room's own history retention: a duration, 0 (forever) or ``default``."""
+    seconds: float | None = None
+    if text.lower() != "default":
+        try:
+            seconds = retention_seconds(text)
+        except ValueError as why:
+            _say(conn, f"Retention: {why} (or 0 to keep forever, default for the server's)")
+            return None
+    return _do_set_retention(server, registry, conn, room, seconds)
+
+
+async def _do_set_retention(server: ChatServer, registry: RoomRegistry, conn: Session,
+                            room: Channel, seconds: float | None) -> None:
+    shown = "the server's" if seconds is None else (
+        "forever" if seconds == 0 else format_duration(seconds))
+    audit = server.accounts.audit_entry(conn, "room-retention", f"{room.name} {shown}", "") if (
+        server.accounts is not None) else None
+    key = room_key(room.name)
+    try:
+        done = await registry.writer.call(lambda st: st.set_room_retention(key, seconds, audit))
+    except StoreError as exc:
+        _say(conn, f"The retention was not changed: the database refused ({exc})")
+        return
+    if not done:
+        _say(conn, f"{room.name} is no longer registered")
+    elif seconds is None:
+        _say(conn, f"{room.name} now keeps its history as long as the server's setting says")
+    elif seconds == 0:
+        _say(conn, f"{room.name} now keeps its history forever")
+    else:
+        _say(conn, f"{room.name} now keeps its history for {shown} (older messages go at "
+                   "the next purge)")
 
 
 async def _do_set_owner(server: ChatServer, registry: RoomRegistry, conn: Session,

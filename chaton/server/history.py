@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from chaton.history_store import HistoryStore, NewMessage, guest_party, room_key
 from chaton.protocol.names import casefold
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["HeldOutput", "History", "keep_event", "party", "room_target", "stored"]
 
 log = logging.getLogger("chaton")
+
+T = TypeVar("T")
 
 
 class HeldOutput(Protocol):
@@ -239,6 +241,16 @@ class History:
         later = self._open.holds if self._open is not None else []
         for link in {link for link, _mark in (*batch.holds, *later)}:
             link.blank(lines)
+
+    async def maintain(self, work: Callable[[HistoryStore], T]) -> T:
+        """Run ``work(store)`` on the writer thread between two commits (a purge chunk):
+        one writer, so it never waits for the database's write lock behind a commit."""
+        def run() -> T:
+            if self._write_store is None:
+                self._write_store = HistoryStore(self._path)
+            return work(self._write_store)
+
+        return await asyncio.wrap_future(self._writer.submit(run))
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from chaton.datadir import DataDirLock, private_dir
 from chaton.server.accounts import AccountService
 from chaton.server.history import History
+from chaton.server.retention import Retention
 from chaton.server.room_registry import RoomRegistry
 from chaton.store import Store, StoreError
 
@@ -69,4 +70,5 @@ def attach_services(server: ChatServer) -> AccountService:
     server.registry = registry
     if server.settings.history:
         server.history = History(server.settings.db_file, server.settings.history_max_pending)
+        server.retention = Retention(server)
     return service
