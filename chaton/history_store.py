@@ -332,6 +332,15 @@ class HistoryStore:
                              (*args, position)).fetchone()
         return int(row[0])
 
+    def count_after(self, target: str, position: int, *,
+                    commands: Sequence[str] | None = None) -> int:
+        """How many messages follow ``position``."""
+        where, args = _where(target, commands)
+        with self._store._read() as db:
+            row = db.execute(f"SELECT count(*) FROM messages WHERE {where} AND id > ?",
+                             (*args, position)).fetchone()
+        return int(row[0])
+
     def conversation_with(self, party: str, peer: str) -> str | None:
         """The key of ``party``'s latest private conversation with nickname ``peer`` (as
         ``party`` last saw it named), or ``None``."""

@@ -223,7 +223,10 @@ def test_a_client_without_chathistory_gets_the_room_s_past_on_join(
     assert plain.expect("PRIVMSG").params[1] == "live"  # nothing replayed twice
     # a client with CHATHISTORY asks for itself: nothing is pushed to it
     asker = server.client().register("asker", caps=HISTORY_CAPS).join("#replay")
-    assert not [m for m in asker.sync() if m.command == "PRIVMSG"]
+    # a replay would be read before this request (one reader, in order), so sent before it
+    _, asked = ask(asker, "CHATHISTORY LATEST #replay * 1")
+    assert texts(asked) == ["live"]
+    assert [m for m in asker.log if m.command == "PRIVMSG"] == asked
 
 
 def test_an_account_back_after_a_while_gets_what_it_missed(server: RunningServer) -> None:
@@ -241,8 +244,9 @@ def test_an_account_back_after_a_while_gets_what_it_missed(server: RunningServer
     ann.expect("PRIVMSG")
     bob = logged_in(server, "bob", "bob", PW)
     bob.join("#team")
-    got = [m for m in bob.sync() if m.command == "PRIVMSG"]
-    assert texts(got) == ["while bob was away"]
+    assert bob.expect("PRIVMSG").params[1] == "while bob was away"
+    ann.send("PRIVMSG #team :welcome back")
+    assert bob.expect("PRIVMSG").params[1] == "welcome back"  # nothing older came after
 
 
 def test_history_survives_a_restart(start_server: Callable[..., RunningServer]) -> None:
@@ -260,3 +264,26 @@ def test_history_survives_a_restart(start_server: Callable[..., RunningServer]) 
     ann.join("#general")
     assert "remember me" in texts(ask(ann, "CHATHISTORY LATEST #general * 10")[1])
     assert texts(ask(ann, "CHATHISTORY LATEST ann * 10")[1]) == ["a note to self"]
+
+
+def test_a_device_back_online_gets_the_private_messages_it_missed(
+        server: RunningServer) -> None:
+    """bob's laptop stayed on while his phone was off: the phone (no CHATHISTORY) is given
+    the private conversation it missed when it connects again."""
+    for name in ("alice", "bob"):
+        add_account(server.settings, name, PW)
+    phone = logged_in(server, "bobphone", "bob", PW)
+    phone.send("QUIT")
+    phone.wait_closed()
+    laptop = logged_in(server, "bob", "bob", PW)
+    alice = logged_in(server, "alice", "alice", PW)
+    alice.send("PRIVMSG bob :are you there?")
+    laptop.expect("PRIVMSG", "bob")
+    laptop.send("PRIVMSG alice :on my laptop, yes")
+    alice.expect("PRIVMSG", "alice")
+    phone = logged_in(server, "bobphone", "bob", PW, caps=("batch", "server-time"))
+    start = phone.expect("BATCH")
+    assert list(start.params[1:]) == ["chathistory", "alice"]
+    got = [phone.expect("PRIVMSG") for _ in range(2)]
+    assert texts(got) == ["are you there?", "on my laptop, yes"]
+    phone.expect("BATCH", "-" + start.params[0][1:])

@@ -26,10 +26,10 @@ def test_readme_gives_the_two_setup_commands() -> None:
 
 def test_readme_names_every_capability_the_server_offers() -> None:
     """The capability table is what CAP LS offers: nothing missing, nothing invented."""
-    from chaton.server.registration import SUPPORTED_CAPS
+    from chaton.server.registration import HISTORY_CAPS, SUPPORTED_CAPS
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
     table = text.split("### What IRC clients and bots get", 1)[1].split("\nAlso:", 1)[0]
     named = set(re.findall(r"^\| (`[^|]*`) \|", table, flags=re.MULTILINE))
-    caps = {c for cell in named for c in re.findall(r"`([a-z0-9-]+)`", cell)}
-    assert caps == set(SUPPORTED_CAPS)
+    caps = {c for cell in named for c in re.findall(r"`([a-z0-9/-]+)`", cell)}
+    assert caps == set(SUPPORTED_CAPS + HISTORY_CAPS)

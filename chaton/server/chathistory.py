@@ -47,6 +47,7 @@ __all__ = [
     "joined_only",
     "parse_ref",
     "readable",
+    "replay_missed_private",
     "replay_on_join",
     "resolve",
     "send_batch",
@@ -356,7 +357,48 @@ async def _targets(server: ChatServer, conn: Session, start: float, end: float,
         conn.send_msg("BATCH", "-" + ref)
 
 
-# --- replay on JOIN ---------------------------------------------------------------------
+# --- replay on JOIN, and of private messages on connecting -------------------------------
+
+def replay_missed_private(server: ChatServer, conn: Session) -> None:
+    """After the welcome, an account's private conversations that went on since it was last
+    seen (on another of its devices), for a client that cannot ask: the last
+    ``history_replay_lines`` of each, in a batch, with a notice of what was left out."""
+    history = server.history
+    lines = server.settings.history_replay_lines
+    if (history is None or lines <= 0 or CHATHISTORY_CAP in conn.caps
+            or not conn.account):
+        return
+    _spawn(_replay_private(server, conn, lines))
+
+
+async def _replay_private(server: ChatServer, conn: Session, lines: int) -> None:
+    history = server.history
+    assert history is not None
+    me = party(conn)
+
+    def run(store: HistoryStore) -> list[tuple[str, list[StoredMessage], int]]:
+        seen = store.last_seen(me)
+        if seen is None:
+            return []
+        found = []
+        for key, peer, _last in store.conversations(me, seen, float("inf"), 50):
+            start = store.position(key, at=seen, after=True) or 0
+            rows = store.latest(key, lines, after=start, commands=MESSAGES)
+            more = store.count_after(key, start, commands=MESSAGES) - len(rows)
+            if rows:
+                found.append((peer, rows, more))
+        return found
+
+    found = await history.read(run)
+    assert isinstance(found, list)
+    for peer, rows, more in found:
+        if conn.closing:
+            return
+        if more:
+            conn.send_msg("NOTICE", conn.name, f"*** {more} earlier private message"
+                          f"{'s' if more != 1 else ''} with {peer} not shown")
+        send_batch(conn, "chathistory", peer, rows)
+
 
 def replay_on_join(server: ChatServer, conn: Session, room: Channel, join_msgid: str) -> None:
     """Send what was said in ``room`` before ``conn`` joined, for a client that cannot ask
@@ -368,12 +410,16 @@ def replay_on_join(server: ChatServer, conn: Session, room: Channel, join_msgid:
     lines = server.settings.history_replay_lines
     if history is None or lines <= 0 or CHATHISTORY_CAP in conn.caps:
         return
-    task = asyncio.ensure_future(_replay(server, conn, room, join_msgid, lines))
-    _replays.add(task)
-    task.add_done_callback(_replay_done)
+    _spawn(_replay(server, conn, room, join_msgid, lines))
 
 
 _replays: set[asyncio.Future[None]] = set()  # running replays (a task needs a reference)
+
+
+def _spawn(work: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(work)
+    _replays.add(task)
+    task.add_done_callback(_replay_done)
 
 
 def _replay_done(task: asyncio.Future[None]) -> None:

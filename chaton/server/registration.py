@@ -19,6 +19,7 @@ from chaton import __version__
 from chaton.protocol import numerics as num
 from chaton.protocol.message import MAX_LINE_BYTES, Message
 from chaton.protocol.names import casefold, valid_nick
+from chaton.server.chathistory import replay_missed_private
 from chaton.server.history import keep_event
 from chaton.server.lines import ACCOUNT_TAG, MESSAGE_TAGS, SERVER_TIME, Outgoing, new_msgid
 from chaton.server.registration_state import PassClaim
@@ -238,6 +239,7 @@ def complete(server: ChatServer, conn: Session) -> bool:
     _send_template(conn, _welcome_templates(server)[1])
     if conn.is_admin:
         conn.send_msg("MODE", conn.name, "+o", source=conn.nick)
+    replay_missed_private(server, conn)
     return True
 
 
