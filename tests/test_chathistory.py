@@ -173,6 +173,8 @@ def test_event_playback_only_for_clients_that_ask(server: RunningServer) -> None
     ann.expect("PRIVMSG")
     ann.send("@+draft/react=ok TAGMSG #ev")
     ann.expect("TAGMSG")
+    ann.send("@+typing=active TAGMSG #ev")  # delivered, but not worth keeping
+    ann.expect("TAGMSG")
     _, lines = ask(ann, "CHATHISTORY LATEST #ev * 10")
     assert [m.command for m in lines] == ["JOIN", "TOPIC", "PRIVMSG", "TAGMSG"]
     assert lines[3].tags["+draft/react"] == "ok"
@@ -287,3 +289,32 @@ def test_a_device_back_online_gets_the_private_messages_it_missed(
     got = [phone.expect("PRIVMSG") for _ in range(2)]
     assert texts(got) == ["are you there?", "on my laptop, yes"]
     phone.expect("BATCH", "-" + start.params[0][1:])
+
+
+def test_history_replies_are_charged_to_the_flood_budget_by_size(
+        start_server: Callable[..., RunningServer]) -> None:
+    """Nine messages back cost more than one line: eight requests for them are metered
+    (fakelag) far longer than the same requests for a room with little history; waiting
+    for the store meanwhile is the server's doing, so neither client is cut off."""
+    server = start_server(flood_rate=4.0, flood_burst=10, flood_reply_lines=4,
+                          flood_max_backlog=3)
+    ann = server.client().register("ann", caps=HISTORY_CAPS)
+    ann.join("#busy")
+    ann.join("#quiet")
+    for i in range(9):  # within ann's own burst, one at a time
+        ann.send(f"PRIVMSG #busy :n{i}")
+        ann.expect("PRIVMSG")
+
+    def eight_requests(nick: str, room: str) -> float:
+        client = server.client().register(nick, caps=HISTORY_CAPS).join(room)
+        started = time.monotonic()
+        client.send_raw(f"CHATHISTORY LATEST {room} * 100\r\n".encode() * 8)
+        for _ in range(8):
+            client.expect("BATCH", where=lambda m: m.params[0].startswith("-"), timeout=30)
+        elapsed = time.monotonic() - started
+        assert not any(m.command == "ERROR" for m in client.sync())
+        return elapsed
+
+    quiet = eight_requests("quiet", "#quiet")  # 8 tokens (+6 to register): ~1 s
+    busy = eight_requests("busy", "#busy")  # ~30 tokens (+6): ~6 s at 4 per second
+    assert busy > quiet + 2.5, (quiet, busy)

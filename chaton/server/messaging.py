@@ -56,11 +56,13 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     if tagmsg and not tags:
         return None  # nothing to deliver
     echo = "echo-message" in conn.caps
+    # Typing notices are for the moment: delivered, never kept (reactions and replies are).
+    keep = not tagmsg or not tags or not tags.keys() <= _TRANSIENT_TAGS
     state = server.state
     account = conn.account
     pending: Awaitable[None] | None = None
     bot = "B" in conn.user_modes
-    history = server.history
+    history = server.history if keep else None
     for target in targets:
         body = (target,) if tagmsg else (target, text)
         status_only = 0  # STATUSMSG: "@#room" reaches operators, "+#room" voice and up
@@ -126,6 +128,10 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     if history is not None and history.backlogged and pending is None:
         return history.wait()  # the disk is behind: this sender waits for it
     return pending
+
+
+#: Client tags that make a TAGMSG worth nothing later (IRCv3 typing notifications).
+_TRANSIENT_TAGS = frozenset({"+typing", "+draft/typing"})
 
 
 def _to_peer(out: Outgoing, conn: Session, peer: Session, tagmsg: bool, echo: bool) -> None:

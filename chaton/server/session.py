@@ -12,9 +12,10 @@ Invariants:
   ``flood_max_backlog``; the flood bucket meters them ("fakelag"), and a command that
   made the server produce more than ``flood_reply_lines`` lines for this client pays one
   token per that many (at most a burst's worth), so NAMES/WHO/LIST spam is metered by
-  its cost, not its line count. While a message awaits its history commit, a client
-  without flood control that piles up more than ``flood_max_backlog`` lines is paused
-  (not read until the backlog is worked off) rather than cut off: that wait is the server's.
+  its cost, not its line count. While a command waits for the message store (a commit
+  when the writer is behind, a history read), a client that piles up more than
+  ``flood_max_backlog`` lines is paused (not read until the backlog is worked off) rather
+  than cut off: that wait is the server's. A backlog of its own rate is cut off.
 - Anything going wrong inside a handler closes this session only; the traceback goes to
   the server log, the client gets a generic ``ERROR``.
 - A session leaves the shared state (nickname, rooms) exactly once, in
@@ -54,8 +55,11 @@ log = logging.getLogger("chaton")
 #: Shared by every client without capabilities or modes (``frozenset()`` is not a singleton).
 NO_FLAGS: frozenset[str] = frozenset()
 
-#: Commands whose delivery waits for the history commit (``server.history``).
+#: Commands whose delivery waits for the history commit (``server.history``) when the
+#: writer is behind.
 MESSAGE_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+#: Commands that may wait for the message store: meanwhile a backlog is paused, not cut off.
+STORE_COMMANDS = MESSAGE_COMMANDS | {"CHATHISTORY", "SEARCH", "MARKREAD", "REDACT"}
 
 
 class Link(Protocol):
@@ -99,9 +103,9 @@ class Session(Registration):
         "_admin",
         "_bucket",
         "_busy",
-        "_committing",
         "_host",
         "_inbox",
+        "_server_wait",
         "_wakeup",
         "away",
         "caps",
@@ -159,7 +163,7 @@ class Session(Registration):
         self._inbox: deque[bytes] | None = None
         self._bucket = TokenBucket(s.flood_rate, s.flood_burst, now) if s.flood_rate > 0 else None
         self._busy = False
-        self._committing = False  # a message of this client awaits the history commit
+        self._server_wait = False  # its command waits for the store (a commit, a read)
         self._wakeup: asyncio.TimerHandle | None = None
 
     # --- identity ---------------------------------------------------------------------
@@ -238,10 +242,11 @@ class Session(Registration):
                 inbox.append(line)  # type: ignore[arg-type]
         self._process_inbox()
         if len(inbox) > self.server.settings.flood_max_backlog:
-            if self._committing and self._meter() is None:
-                # A client without flood control waits for the disk, which is the server's
-                # doing, not a flood: take no more input until the backlog is worked off
-                # (TCP pushes back on the client). A metered one is cut off as before.
+            if self._server_wait:
+                # The client waits for the disk (a commit, a history read), which is the
+                # server's doing, not a flood: take no more input until the backlog is
+                # worked off (TCP pushes back on the client). A backlog the flood bucket
+                # made (the client's own rate) is cut off.
                 self.link.pause_reading()
             else:
                 self.quit("Excess flood")
@@ -249,7 +254,7 @@ class Session(Registration):
     def _process_inbox(self) -> None:
         inbox = self._inbox
         if inbox is None:
-            if not self._committing:
+            if not self._server_wait:
                 self.link.resume_reading()  # (if a commit wait had paused it)
             return
         bucket = self._meter()
@@ -264,7 +269,7 @@ class Session(Registration):
             self._handle_line(inbox.popleft())
         if not inbox and self._inbox is inbox:
             self._inbox = None
-        if not self._committing and len(inbox) <= self.server.settings.flood_max_backlog:
+        if not self._server_wait and len(inbox) <= self.server.settings.flood_max_backlog:
             self.link.resume_reading()
 
     def _meter(self) -> TokenBucket | None:
@@ -355,7 +360,8 @@ class Session(Registration):
         """Run ``pending`` while holding back this client's further input (logins, admin
         actions awaiting a commit, paced replies), so its commands still run in order."""
         self._busy = True
-        self._committing = command in MESSAGE_COMMANDS and isinstance(pending, asyncio.Future)
+        self._server_wait = command in STORE_COMMANDS and (
+            command not in MESSAGE_COMMANDS or isinstance(pending, asyncio.Future))
         task = asyncio.ensure_future(pending)
         start = self.link.sent_lines if before is None else before
         task.add_done_callback(lambda t: self._finished(t, command, start, reply))
@@ -363,7 +369,7 @@ class Session(Registration):
     def _finished(self, task: asyncio.Future[Any], command: str, before: int,
                   reply: LabeledReply | None) -> None:
         self._busy = False
-        self._committing = False
+        self._server_wait = False
         if reply is not None:
             reply.finish()
         self._charge(before)
