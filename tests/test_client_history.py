@@ -379,3 +379,11 @@ def test_unknown_command_reply_frees_the_request(cmd: str) -> None:
     r.join_history("#a", gap=False)
     r.find(SearchQuery("x"))
     assert r.on_refusal(cmd) is not None
+
+
+def test_gap_fill_covers_the_most_recent_private_conversations_first() -> None:
+    memory = Memory()
+    for n in range(5):
+        memory.touch(f"peer{n}", f"2024-05-01T09:0{n}:00.000Z")
+    memory.touch("#room", "2024-05-01T10:00:00.000Z")
+    assert memory.private_targets(limit=3) == ["peer4", "peer3", "peer2"]

@@ -57,6 +57,8 @@ MAX_SEEN = 10_000
 MAX_OPEN_BATCHES = 16
 MAX_BATCH_LINES = 2_000
 MAX_PENDING = 64
+#: Private conversations filled after a reconnect (the most recent ones).
+MAX_PRIVATE_GAPS = 20
 
 HISTORY_BATCH = "chathistory"
 SEARCH_BATCH = "draft/search"
@@ -244,9 +246,12 @@ class Memory:
         best = max(self._newest.values(), key=lambda item: item[2], default=None)
         return best[1] if best else None
 
-    def private_targets(self) -> list[str]:
-        """Private conversations seen so far (rooms are rejoined, and filled on join)."""
-        return [target for target, _, _ in self._newest.values() if not is_channel(target)]
+    def private_targets(self, limit: int = MAX_PRIVATE_GAPS) -> list[str]:
+        """The private conversations seen so far, most recent first, at most ``limit`` (rooms
+        are filled as they are rejoined)."""
+        private = [item for item in self._newest.values() if not is_channel(item[0])]
+        private.sort(key=lambda item: item[2], reverse=True)
+        return [target for target, _, _ in private[:limit]]
 
 
 # --- requests and batches in one session -------------------------------------------------------

@@ -227,6 +227,7 @@ class Session:
         self._final = False  # killed or banned: never come back
         self._lost_reason = ""
         self._registered_at: float | None = None
+        self._outbox: asyncio.Queue[Message] | None = None
 
     # --- lifetime ---------------------------------------------------------------------------
     async def run(self, reader: asyncio.StreamReader) -> int | Reconnect | Lost:
@@ -297,6 +298,21 @@ class Session:
         if self._writer.is_closing():
             return
         self._writer.write(serialize(msg).encode("utf-8") + b"\r\n")
+
+    def send_paced(self, msg: Message) -> None:
+        """Send ``msg`` within the client's flood budget, after what is queued before it:
+        for requests the client makes by itself (history after a JOIN of many rooms, gap
+        fill for many conversations), which must never get it cut off for flooding."""
+        if self._outbox is None:
+            self._outbox = asyncio.Queue()
+            self._spawn(self._drain_outbox(self._outbox))
+        self._outbox.put_nowait(msg)
+
+    async def _drain_outbox(self, outbox: asyncio.Queue[Message]) -> None:
+        while True:
+            msg = await outbox.get()
+            await self._pacer.wait()
+            self.send(msg)
 
     def show(self, text: str) -> None:
         self.ui.show(local_line(text))
@@ -425,7 +441,7 @@ class Session:
             reason = sanitize(self._server_error)
             self._finish(EXIT_ERROR, f"disconnected by the server: {reason}")
         else:
-            self._finish(EXIT_ERROR, "the server closed the connection")
+            self._finish(EXIT_ERROR, self._lost_reason or "the server closed the connection")
 
     def _lost(self) -> Lost:
         if self._server_error:
@@ -462,7 +478,7 @@ class Session:
                 for line in answer.show:
                     self.ui.show(line)
                 for request in answer.send:
-                    self.send(request)
+                    self.send_paced(request)
             return
         if cmd == "PING":
             self.send(Message("PONG", msg.params or ("",)))
@@ -738,10 +754,10 @@ class Session:
             since = self.memory.newest(target)
             ask = self._recall.gap(target, since) if since else None
             if ask is not None:
-                self.send(ask)
+                self.send_paced(ask)
         ask = self._recall.targets(datetime.now(UTC))
         if ask is not None:
-            self.send(ask)
+            self.send_paced(ask)
 
     def _is_me(self, msg: Message) -> bool:
         return bool(msg.source) and casefold(split_source(msg.source or "")[0]) == casefold(
@@ -763,7 +779,7 @@ class Session:
         self._rejoin.discard(room_key(room))
         ask = self._recall.join_history(room, gap=gap)
         if ask is not None:
-            self.send(ask)
+            self.send_paced(ask)
         if self.memory.newest(room) is None:  # where a later gap starts if nobody speaks
             self.memory.touch(room, msg.tags.get("time", ""))
 
