@@ -40,11 +40,14 @@ from chaton.protocol.names import casefold, is_channel, room_key
 __all__ = [
     "DEFAULT_LIMIT",
     "Memory",
+    "Outcome",
     "Purpose",
     "Recall",
     "Request",
     "SearchQuery",
     "conversation",
+    "key_of",
+    "parse_time",
     "search_attributes",
     "utc_stamp",
 ]
