@@ -163,8 +163,9 @@ def test_history_more_goes_before_the_oldest_shown_message() -> None:
     assert r.more("#general", 10) == Message("CHATHISTORY", ("LATEST", "#general", "*", "10"))
     feed(r, ":srv BATCH +a chathistory #general", line(T2, "m2", "two", batch="a"),
          ":srv BATCH -a")
+    # by msgid: exact even when several messages share a millisecond
     assert r.more("#general", 10) == Message(
-        "CHATHISTORY", ("BEFORE", "#general", f"timestamp={T2}", "10"))
+        "CHATHISTORY", ("BEFORE", "#general", "msgid=m2", "10"))
     assert feed(r, ":srv BATCH +b chathistory #general", ":srv BATCH -b") == [
         "-!- #general: no earlier messages"]
     # a private conversation: the target is the peer
@@ -174,8 +175,9 @@ def test_history_more_goes_before_the_oldest_shown_message() -> None:
 def test_gap_after_a_reconnect_counts_the_new_messages_only() -> None:
     r = recall()
     feed(r, f"@time={T1};msgid=m1 :bob!u@h PRIVMSG #general :before")
+    # from a millisecond before the newest seen: what shares its millisecond is not lost
     assert r.join_history("#general", gap=True) == Message(
-        "CHATHISTORY", ("AFTER", "#general", f"timestamp={T1}", "100"))
+        "CHATHISTORY", ("AFTER", "#general", "timestamp=2024-05-01T09:13:59.999Z", "100"))
     shown = feed(
         r,
         ":srv BATCH +g chathistory #general",
@@ -215,7 +217,8 @@ def test_targets_fill_private_conversations_that_started_while_away() -> None:
         if not r.take(msg):
             out = r.on_batch(msg, "alice", tz=UTC, now=NOW)
     assert out is not None
-    assert out.send == [Message("CHATHISTORY", ("AFTER", "dave", f"timestamp={T1}", "100"))]
+    assert out.send == [Message(
+        "CHATHISTORY", ("AFTER", "dave", "timestamp=2024-05-01T09:13:59.999Z", "100"))]
 
 
 def test_refusals_answer_the_oldest_request_of_their_kind() -> None:
@@ -323,7 +326,7 @@ async def test_session_history_command_and_failure_are_readable() -> None:
                   ":srv BATCH -h1")
         await sync(peer)
         ui.type("/history 100")  # capped by CHATHISTORY=30
-        await peer.expect(f"CHATHISTORY BEFORE #general timestamp={T2} 30")
+        await peer.expect("CHATHISTORY BEFORE #general msgid=m2 30")
         peer.send(":srv FAIL CHATHISTORY INVALID_TARGET BEFORE #general :No such room")
         await sync(peer)
         assert ui.shown[-1].endswith(
@@ -387,3 +390,25 @@ def test_gap_fill_covers_the_most_recent_private_conversations_first() -> None:
         memory.touch(f"peer{n}", f"2024-05-01T09:0{n}:00.000Z")
     memory.touch("#room", "2024-05-01T10:00:00.000Z")
     assert memory.private_targets(limit=3) == ["peer4", "peer3", "peer2"]
+
+
+def test_a_full_page_of_gap_asks_for_the_next_and_shows_all_with_one_count() -> None:
+    r = recall()
+    r.max_limit = 2
+    feed(r, f"@time={T1};msgid=m0 :bob!u@h PRIVMSG #general :seen")
+    r.join_history("#general", gap=True)
+    first = [":srv BATCH +p1 chathistory #general",
+             line(T1, "m0", "seen", batch="p1"), line(T2, "m1", "one", batch="p1"),
+             ":srv BATCH -p1"]
+    out = None
+    for raw in first:
+        msg = parse(raw)
+        if not r.take(msg):
+            out = r.on_batch(msg, "alice", tz=UTC, now=NOW)
+    assert out is not None and out.show == []
+    assert out.send == [Message(
+        "CHATHISTORY", ("AFTER", "#general", "timestamp=2024-05-01T09:20:30.249Z", "2"))]
+    shown = feed(r, ":srv BATCH +p2 chathistory #general",  # not full: the last page
+                 line(T3, "m2", "two", batch="p2"), ":srv BATCH -p2")
+    assert shown[0] == "-!- #general: \u2014 2 messages while you were away \u2014"
+    assert [s.split("] ")[1] for s in shown[1:]] == ["#general <bob> one", "#general <bob> two"]

@@ -169,11 +169,11 @@ async def test_a_resumed_session_fills_the_gap_of_its_rooms_and_private_talk() -
         await peer.expect("CAP END")
         peer.send(":srv 001 alice :Welcome")
         await peer.expect("JOIN #general",
-                          "CHATHISTORY AFTER bob timestamp=2024-05-01T09:30:00.000Z 100")
+                          "CHATHISTORY AFTER bob timestamp=2024-05-01T09:29:59.999Z 100")
         target_ask = await peer.next()
         assert target_ask.startswith("CHATHISTORY TARGETS timestamp=2024-05-01T09:30:00.000Z ")
         peer.send("@time=2024-05-01T10:00:00.000Z :alice!u@h JOIN #general")
-        await peer.expect("CHATHISTORY AFTER #general timestamp=2024-05-01T09:00:00.000Z 100")
+        await peer.expect("CHATHISTORY AFTER #general timestamp=2024-05-01T08:59:59.999Z 100")
         peer.send(
             ":srv BATCH +g chathistory #general",
             "@batch=g;time=2024-05-01T09:10:00.000Z;msgid=x1 :bob!u@h PRIVMSG #general :hi",

@@ -29,8 +29,8 @@ import enum
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from chaton.client.safe_text import sanitize
 from chaton.client.ui import format_history, local_line
@@ -54,8 +54,9 @@ __all__ = [
 
 #: Messages asked for on join, by ``/history`` and ``/search`` unless told otherwise.
 DEFAULT_LIMIT = 50
-#: Messages asked for per conversation when filling the gap after a reconnect.
+#: Messages asked for per page, and pages at most, when filling the gap after a reconnect.
 GAP_LIMIT = 100
+MAX_GAP_PAGES = 5
 MAX_SEEN = 10_000
 MAX_OPEN_BATCHES = 16
 MAX_BATCH_LINES = 2_000
@@ -91,6 +92,8 @@ class Request:
     limit: int = DEFAULT_LIMIT
     since: str = ""  # TARGETS: the lower bound, reused for the AFTERs that follow
     query: str = ""  # SEARCH: what the user asked, for the heading
+    page: int = 1  # GAP: which page of the gap this asks for
+    carried: tuple[Message, ...] = ()  # GAP: the pages before, shown with the last one
 
     @property
     def command(self) -> str:
@@ -202,7 +205,7 @@ class Memory:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._max_seen = max_seen
         self._newest: dict[str, tuple[str, str, datetime]] = {}  # key -> (target, stamp, t)
-        self._oldest: dict[str, tuple[str, datetime]] = {}
+        self._oldest: dict[str, tuple[str, datetime, str]] = {}  # key -> (stamp, t, msgid)
 
     def first_sight(self, msgid: str) -> bool:
         """Note ``msgid``; False if it was seen before (then it is not to be shown again)."""
@@ -226,15 +229,16 @@ class Memory:
         if known is None or when > known[2]:
             self._newest[key] = (target, stamp, when)
 
-    def shown(self, target: str, stamp: str) -> None:
-        """A message of ``target`` from ``stamp`` was shown: move its oldest mark back."""
+    def shown(self, target: str, stamp: str, msgid: str = "") -> None:
+        """A message of ``target`` from ``stamp`` was shown: move its oldest mark back (the
+        first shown of several in one millisecond stays the mark: they come oldest first)."""
         when = parse_time(stamp)
         if when is None:
             return
         key = key_of(target)
         known = self._oldest.get(key)
         if known is None or when < known[1]:
-            self._oldest[key] = (stamp, when)
+            self._oldest[key] = (stamp, when, msgid if _token(msgid) else "")
 
     def newest(self, target: str) -> str | None:
         known = self._newest.get(key_of(target))
@@ -243,6 +247,14 @@ class Memory:
     def oldest(self, target: str) -> str | None:
         known = self._oldest.get(key_of(target))
         return known[0] if known else None
+
+    def oldest_ref(self, target: str) -> str | None:
+        """Where ``/history`` goes on: ``msgid=`` of the oldest message shown when it had one
+        (exact even when several share its millisecond), else its ``timestamp=``."""
+        known = self._oldest.get(key_of(target))
+        if known is None:
+            return None
+        return f"msgid={known[2]}" if known[2] else f"timestamp={known[0]}"
 
     def latest_stamp(self) -> str | None:
         """The newest time seen anywhere (where TARGETS starts looking)."""
@@ -292,12 +304,17 @@ class Recall:
         return self._ask(Request(Purpose.JOIN, room, limit), ("LATEST", room, "*", str(limit)))
 
     def gap(self, target: str, since: str) -> Message | None:
-        if not self.chathistory or not _token(target) or parse_time(since) is None:
+        """What ``target`` said after ``since``. Asked from one millisecond earlier: a
+        message stamped in the same millisecond as the last one seen is not lost, and the
+        ones already seen are dropped by msgid."""
+        when = parse_time(since)
+        if not self.chathistory or not _token(target) or when is None:
             return None
         limit = self.limit(GAP_LIMIT)
+        start = utc_stamp(when - timedelta(milliseconds=1))
         return self._ask(
             Request(Purpose.GAP, target, limit),
-            ("AFTER", target, f"timestamp={since}", str(limit)),
+            ("AFTER", target, f"timestamp={start}", str(limit)),
         )
 
     def more(self, target: str, wanted: int) -> Message | None:
@@ -306,10 +323,10 @@ class Recall:
             return None
         limit = self.limit(wanted)
         request = Request(Purpose.MORE, target, limit)
-        oldest = self.memory.oldest(target)
+        oldest = self.memory.oldest_ref(target)
         if oldest is None:
             return self._ask(request, ("LATEST", target, "*", str(limit)))
-        return self._ask(request, ("BEFORE", target, f"timestamp={oldest}", str(limit)))
+        return self._ask(request, ("BEFORE", target, oldest, str(limit)))
 
     def targets(self, now: datetime) -> Message | None:
         """Which conversations moved since the newest time seen (to find new private ones)."""
@@ -386,7 +403,7 @@ class Recall:
             if target is not None:
                 stamp = msg.tags.get("time", "")
                 self.memory.touch(target, stamp)
-                self.memory.shown(target, stamp)
+                self.memory.shown(target, stamp, msg.tags.get("msgid", ""))
         elif msg.params and is_channel(msg.param(0)) and msg.command != "JOIN":
             self.memory.touch(msg.param(0), msg.tags.get("time", ""))
         return True
@@ -402,14 +419,22 @@ class Recall:
         if purpose is Purpose.SEARCH:
             assert request is not None
             return _search_done(batch.lines, request, me, tz, now)
-        fresh = list(self._fresh(batch.lines, me))
+        lines = batch.lines
+        if purpose is Purpose.GAP:
+            assert request is not None
+            lines = [*request.carried, *batch.lines]
+            if len(batch.lines) >= request.limit and request.page < MAX_GAP_PAGES:
+                follow = self._next_page(request, batch.lines, lines)
+                if follow is not None:  # shown all at once, with one count, at the end
+                    return Outcome(send=[follow])
+        fresh = list(self._fresh(lines, me))
         shown = [line for msg in fresh if (line := format_history(msg, me, tz=tz, now=now))]
         where = sanitize(batch.target or (request.target if request else ""))
         out = Outcome()
         count = sum(1 for msg in fresh if _is_text(msg))
         if purpose is Purpose.GAP:
             assert request is not None
-            more = " (there may be more: /history)" if len(batch.lines) >= request.limit else ""
+            more = " (and more, not shown)" if len(batch.lines) >= request.limit else ""
             if count:
                 noun = "message" if count == 1 else "messages"
                 out.show.append(local_line(
@@ -422,6 +447,18 @@ class Recall:
         out.show += shown
         return out
 
+    def _next_page(self, request: Request, page: list[Message],
+                   carried: list[Message]) -> Message | None:
+        """A full page of gap: ask for the one after it (AFTER its newest line)."""
+        stamps = [t for m in page if (t := parse_time(m.tags.get("time", ""))) is not None]
+        if not stamps:
+            return None
+        follow = self.gap(request.target, utc_stamp(max(stamps)))
+        if follow is not None:
+            self._pending[-1] = replace(
+                self._pending[-1], carried=tuple(carried), page=request.page + 1)
+        return follow
+
     def _fresh(self, lines: Iterable[Message], me: str) -> Iterable[Message]:
         """The batch's lines not shown before, each remembered as seen."""
         for msg in lines:
@@ -431,7 +468,7 @@ class Recall:
             if target is not None:
                 stamp = msg.tags.get("time", "")
                 self.memory.touch(target, stamp)
-                self.memory.shown(target, stamp)
+                self.memory.shown(target, stamp, msg.tags.get("msgid", ""))
             yield msg
 
     def _targets_done(self, lines: list[Message], request: Request) -> Outcome:
