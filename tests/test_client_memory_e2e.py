@@ -1,5 +1,5 @@
 """The client's team memory against a real chaton server that keeps history: what it shows
-on join, ``/history``, and the gap it fills after the server really restarted.
+on join, ``/history``, ``/search``, and the gap it fills after the server really restarted.
 
 To be sure that something is said while the client is away -- after the restart, before
 it is back -- its connection goes through a small TCP relay that can hold it off for a
@@ -19,11 +19,6 @@ from test_client_e2e import ClientProcess
 from test_client_reconnect import Servers
 
 from conftest import RunningServer
-
-try:
-    import chaton.server.chathistory  # noqa: F401  (the server side of issue 14)
-except ImportError:  # pragma: no cover - until the server's CHATHISTORY is on this branch
-    pytestmark = pytest.mark.skip(reason="this server has no CHATHISTORY yet")
 
 STAMP = r"\[history (?:\d{4}-\d\d-\d\d )?\d\d:\d\d\]"
 
@@ -180,3 +175,31 @@ def test_after_a_restart_the_client_shows_what_was_said_while_it_was_away(
         assert sum("before the restart" in line for line in alice.lines) == 1
     finally:
         relay.close()
+
+
+def test_search_lists_what_the_server_kept_with_time_place_and_sender(
+    start_server: Callable[..., RunningServer], procs: list[ClientProcess], tmp_path: Path
+) -> None:
+    server = start_server(history=True)
+    bob = server.client().register("bob", caps=("message-tags",))
+    carol = server.client().register("carol", caps=("message-tags",))
+    for c in (bob, carol):
+        c.join("#general")
+    bob.send("PRIVMSG #general :the release is friday")
+    carol.send("PRIVMSG #general :release notes are late")
+    bob.send("PRIVMSG #general :lunch?")
+    bob.sync()
+    carol.sync()
+    alice = start_client(procs, server, tmp_path, "--nick", "alice")
+    alice.expect(r"#general -- alice joined$")
+    # Two words: the space goes as \s inside the one SEARCH parameter.
+    alice.type("/search release is in #general from bob")
+    alice.expect(r'^-!- search "release is" in #general from bob: 1 result$')
+    found = r"\[found (?:\d{4}-\d\d-\d\d )?\d\d:\d\d\]"
+    alice.expect(rf"^{found} #general <bob> the release is friday$")
+    alice.type("/search release")
+    alice.expect(r'^-!- search "release": 2 results$')
+    alice.expect(rf"^{found} #general <(bob|carol)> ")
+    alice.type("/search nowhere-to-be-found")
+    alice.expect(r'^-!- search "nowhere-to-be-found": nothing found$')
+    assert alice.finish() == 0
