@@ -394,3 +394,23 @@ def test_a_password_typed_at_the_terminal_is_kept_in_memory_for_the_reconnect(
             proc.kill()
             proc.wait(5)
         os.close(master)
+
+
+@run_async
+async def test_rooms_joined_with_a_key_are_rejoined_with_it() -> None:
+    memory = Memory()
+    ui = FakeUI()
+    async with connected(ui, reconnect=True, memory=memory) as (_, peer, task):
+        await register(peer)
+        await welcome(peer)
+        ui.type("/join #vault sesame")
+        await peer.expect("JOIN #vault sesame")
+        peer.send(":alice!u@h JOIN #vault", ":alice!u@h JOIN #dev", ":alice!u@h JOIN #general")
+        await peer.close()
+        result = await task
+        assert isinstance(result, Lost) and result.rooms == ("#vault", "#dev", "#general")
+    async with connected(FakeUI(), rooms=result.rooms, resumed=True, reconnect=True,
+                         memory=memory) as (_, peer, _task):
+        await register(peer)
+        peer.send(":srv 001 alice :Welcome")
+        await peer.expect("JOIN #vault sesame", "JOIN #dev,#general")

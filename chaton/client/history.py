@@ -199,13 +199,22 @@ def _is_text(msg: Message) -> bool:
 # --- memory across connections ----------------------------------------------------------------
 class Memory:
     """What this run of the client has seen: message ids, and per conversation the newest
-    time seen (where a gap starts) and the oldest time shown (where ``/history`` goes on)."""
+    time seen (where a gap starts) and the oldest time shown (where ``/history`` goes on);
+    also the room keys typed, so a reconnect can rejoin ``+k`` rooms. In memory only."""
 
     def __init__(self, max_seen: int = MAX_SEEN) -> None:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._max_seen = max_seen
         self._newest: dict[str, tuple[str, str, datetime]] = {}  # key -> (target, stamp, t)
         self._oldest: dict[str, tuple[str, datetime, str]] = {}  # key -> (stamp, t, msgid)
+        self._keys: dict[str, str] = {}  # room keys (+k) the user gave, to rejoin with
+
+    def remember_key(self, room: str, key: str) -> None:
+        if is_channel(room) and _token(key) and "," not in key:
+            self._keys[room_key(room)] = key
+
+    def key(self, room: str) -> str | None:
+        return self._keys.get(room_key(room)) if is_channel(room) else None
 
     def first_sight(self, msgid: str) -> bool:
         """Note ``msgid``; False if it was seen before (then it is not to be shown again)."""

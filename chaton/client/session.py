@@ -358,6 +358,10 @@ class Session:
                 return
             await self._pacer.wait()
             self.send(msg)
+            if msg.command == "JOIN" and len(msg.params) == 2:  # a key: kept for a rejoin
+                for room, key in zip(msg.param(0).split(","), msg.param(1).split(","),
+                                     strict=False):
+                    self.memory.remember_key(room, key)
             if msg.command in ("PRIVMSG", "NOTICE") and "echo-message" not in self.acked:
                 self._display(Message(msg.command, msg.params, self.nick))
 
@@ -740,12 +744,31 @@ class Session:
         rooms = [r for r in self.initial_rooms if r]
         if rooms:
             self._autojoin = {room_key(r) for r in rooms}
-            self.send(Message("JOIN", (",".join(rooms),)))
+            for line in self._join_lines(rooms):
+                self.send(line)
         else:
             self._ready.set()
         self._spawn(self._input_loop())
         if self.resumed:
             self._fill_private_gaps()
+
+    def _join_lines(self, rooms: list[str]) -> list[Message]:
+        """JOIN lines for ``rooms`` in their order (the last joined becomes current): one per
+        run of rooms with or without a key, since keys pair with the first names of a line."""
+        lines: list[Message] = []
+        run: list[str] = []
+        for i, room in enumerate(rooms):
+            run.append(room)
+            keyed = self.memory.key(room) is not None
+            if i + 1 == len(rooms) or (self.memory.key(rooms[i + 1]) is not None) != keyed:
+                names = ",".join(run)
+                if keyed:
+                    keys = ",".join(self.memory.key(r) or "" for r in run)
+                    lines.append(Message("JOIN", (names, keys)))
+                else:
+                    lines.append(Message("JOIN", (names,)))
+                run = []
+        return lines
 
     def _fill_private_gaps(self) -> None:
         """After a reconnect: what was said privately while we were away (rooms are filled
