@@ -25,9 +25,11 @@ from chaton.client.connection import (
     open_tls,
     parse_endpoint,
 )
+from chaton.client.history import Memory
+from chaton.client.reconnect import Backoff, status_line
 from chaton.client.safe_text import printable_lines
 from chaton.client.session import NICK_MAX, Login, Reconnect, Session, nick_rules
-from chaton.client.ui import PipeUI, TerminalUI, UserInterface, local_line
+from chaton.client.ui import InputPump, PipeUI, TerminalUI, UserInterface, local_line
 from chaton.protocol.names import valid_nick
 
 __all__ = ["DEFAULT_CAFILE", "add_arguments", "main", "run"]
@@ -53,14 +55,20 @@ examples:
   chaton connect 10.0.0.5 --server-name chaton.local     certificate is for chaton.local
   chaton connect --fingerprint 3A:91:...:0F               pin the server certificate
   printf 'secret\\nhello\\n' | chaton connect --nick alice --password-stdin
-  echo '/msg bob deploy done' | chaton connect --nick ci-bot
+  echo '/msg bob deploy done' | chaton connect --nick ci-bot --no-reconnect
+
+reconnecting: when the connection is lost (server restart, network trouble, no answer to
+PING) the client connects again by itself, waiting 1 s, 2 s, 4 s ... up to 60 s (+/- 25 %)
+between tries; it logs in again with the password it was given (kept in memory only),
+rejoins its rooms and shows what was said meanwhile. It does not come back after /quit, a
+KILL or ban, or a failed login. /quit or Ctrl-C while it waits ends it.
 
 passwords are never accepted on the command line: registered nicknames are asked for their
 password at the terminal (hidden), or read from the first stdin line with --password-stdin.
 
-exit status: 0 after /quit or end of input, 1 connection failed, lost or closed by the
-server (ERROR, banned), 2 bad arguments, 3 TLS certificate check failed, 4 login failed or
-nickname unavailable without a terminal.
+exit status: 0 after /quit or end of input, 1 connection failed (the first time), lost with
+--no-reconnect, or ended by the server for good (KILL, banned), 2 bad arguments, 3 TLS
+certificate check failed, 4 login failed or nickname unavailable without a terminal.
 """
 
 
@@ -111,6 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read the account password from the first line of stdin and log in (SASL)",
     )
+    parser.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="exit (status 1) when the connection is lost instead of connecting again "
+        "(for scripts)",
+    )
 
 
 def _rooms(text: str) -> tuple[str, ...]:
@@ -153,26 +167,85 @@ async def _connect_and_chat(
     args: argparse.Namespace,
     endpoint: Endpoint,
     cafile: Path | None,
-    ui: UserInterface,
+    ui: InputPump,
     password: str | None,
 ) -> int:
+    """Connect, chat, and after a lost connection connect again (see
+    :mod:`chaton.client.reconnect` for when, and :class:`~chaton.client.history.Memory` for
+    what is carried over besides the nick, the login and the rooms)."""
     nick: str = args.nick or await _ask_nick(ui)
     login = Login(args.account or nick, password) if password is not None else None
     rooms = _rooms(args.join)
-    for _ in range(MAX_RECONNECTS + 1):
-        reader, writer = await open_tls(endpoint, cafile=cafile, fingerprint=args.fingerprint)
+    memory = Memory()
+    backoff = Backoff()
+    logins = 0
+    resumed = False
+    why = ""
+    while True:
+        if why and not await _wait_to_reconnect(ui, backoff, why):
+            return EXIT_OK
+        why = ""
+        try:
+            reader, writer = await open_tls(endpoint, cafile=cafile, fingerprint=args.fingerprint)
+        except ClientExit as exc:
+            if not (resumed and exc.transient):
+                raise
+            why = f"cannot reconnect: {exc.message}"
+            continue
         obj = writer.get_extra_info("ssl_object")
         how = f"pinned {args.fingerprint[:11]}..." if args.fingerprint else "verified"
         version = obj.version() if obj is not None else "TLS"
         ui.show(local_line(f"connected to {endpoint} ({version}, certificate {how})"))
         session = Session(
-            ui=ui, writer=writer, nick=nick, rooms=rooms, login=login, account=args.account
+            ui=ui,
+            writer=writer,
+            nick=nick,
+            rooms=rooms,
+            login=login,
+            account=args.account,
+            memory=memory,
+            resumed=resumed,
+            reconnect=not args.no_reconnect,
         )
         result = await session.run(reader)
-        if not isinstance(result, Reconnect):
+        if isinstance(result, int):
             return result
+        if isinstance(result, Reconnect):  # to log in during CAP negotiation: at once
+            logins += 1
+            if logins > MAX_RECONNECTS:
+                raise ClientExit(EXIT_ERROR, "could not log in after reconnecting; giving up")
+            nick, login, rooms = result.nick, result.login, result.rooms
+            continue
+        if result.stable:
+            backoff.reset()
         nick, login, rooms = result.nick, result.login, result.rooms
-    raise ClientExit(EXIT_ERROR, "could not log in after reconnecting; giving up")
+        resumed = True
+        why = f"connection lost: {result.reason}"
+
+
+async def _wait_to_reconnect(ui: InputPump, backoff: Backoff, why: str) -> bool:
+    """Say why and how long, then wait; False if the user quit meanwhile. Lines typed while
+    waiting are kept for the next session."""
+    delay = backoff.next()
+    ui.set_room(None)
+    ui.show(local_line(status_line(why, delay, backoff.attempt)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            async with asyncio.timeout(remaining):
+                line = await ui.read_fresh()
+        except TimeoutError:
+            break
+        if line is None:
+            return False
+        words = line.split(None, 1)
+        if words and words[0].lower() in ("/quit", "/exit"):
+            return False
+        if line.strip():
+            ui.hold(line)
+            ui.show(local_line("not connected: that is sent once reconnected (/quit to leave)"))
+    return True
 
 
 async def _amain(
@@ -182,10 +255,12 @@ async def _amain(
     interactive: bool,
     password: str | None,
 ) -> int:
-    ui: UserInterface = TerminalUI() if interactive else PipeUI()
+    front: UserInterface = TerminalUI() if interactive else PipeUI()
+    ui = InputPump(front)
     try:
         return await _connect_and_chat(args, endpoint, cafile, ui, password)
     finally:
+        await ui.stop()
         ui.close()
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from chaton.client.history import DEFAULT_LIMIT, SearchQuery
 from chaton.protocol import message
 from chaton.protocol.durations import take_duration
 from chaton.protocol.message import Message, ProtocolError, parse, serialize
@@ -77,6 +78,10 @@ class Action:
     quit: bool = False
     #: Ask for the operator password of this name (hidden), then send ``OPER <name> <password>``.
     oper: str | None = None
+    #: ``/history``: (conversation, how many); the session knows what was shown already.
+    history: tuple[str, int] | None = None
+    #: ``/search``: the query; the session knows whether the server can search.
+    search: SearchQuery | None = None
 
 
 def _note(*lines: str) -> Action:
@@ -96,6 +101,9 @@ HELP: tuple[str, ...] = (
     "  /whois NICK             about a user            /list           all rooms",
     "  /topic [TEXT]           show or set the current room's topic",
     "  /away [TEXT]            mark yourself away (no text: back)",
+    "  /history [N]            N earlier messages of the current room (default 50)",
+    "  /history NICK|ROOM [N]  ... of a private conversation or another room",
+    "  /search TEXT [in ROOM] [from NICK]   search the messages the server keeps",
     "  /quote RAW              send a raw IRC line (also /raw)",
     "  /quit [REASON]          leave chaton",
     "Room operator commands (in the current room):",
@@ -313,6 +321,58 @@ def _cmd_away(rest: str, ctx: Context) -> Action:
     return _send(Message("AWAY", (text,) if text else ()))
 
 
+#: Most messages one /history or /search asks for (the server may cap it lower).
+MAX_RECALL = 1000
+
+
+def _count(word: str, usage: str) -> int:
+    if not word.isdigit() or not 1 <= int(word) <= MAX_RECALL:
+        raise _Usage(f"{usage} (N from 1 to {MAX_RECALL})")
+    return int(word)
+
+
+def _cmd_history(rest: str, ctx: Context) -> Action:
+    usage = "usage: /history [N] or /history NICK|ROOM [N]"
+    words = rest.split()
+    if len(words) > 2:
+        raise _Usage(usage)
+    count = DEFAULT_LIMIT
+    target: str | None = None
+    for word in words:
+        if word.isdigit():
+            count = _count(word, usage)
+        elif target is None:
+            target = word
+        else:
+            raise _Usage(usage)
+    if target is None:
+        target = _need_room(ctx)
+    elif is_channel(target) and (joined := ctx.joined(target)) is not None:
+        target = joined
+    return Action(history=(target, count))
+
+
+def _cmd_search(rest: str, ctx: Context) -> Action:
+    usage = "usage: /search TEXT [in ROOM] [from NICK]"
+    words = rest.split()
+    room: str | None = None
+    nick: str | None = None
+    # The filters are the trailing "in X" / "from Y" pairs; everything before them is text.
+    while len(words) >= 3 and words[-2].lower() in ("in", "from"):
+        key, value = words[-2].lower(), words[-1]
+        if key == "in" and room is None:
+            room = value
+        elif key == "from" and nick is None:
+            nick = value
+        else:
+            break
+        words = words[:-2]
+    text = " ".join(words)
+    if not text:
+        raise _Usage(usage)
+    return Action(search=SearchQuery(text, room, nick))
+
+
 def _cmd_quit(rest: str, ctx: Context) -> Action:
     text = rest.strip()
     return _send(Message("QUIT", (text,) if text else ()), quit=True)
@@ -467,6 +527,8 @@ _COMMANDS: dict[str, Handler] = {
     "list": _cmd_list,
     "topic": _cmd_topic,
     "away": _cmd_away,
+    "history": _cmd_history,
+    "search": _cmd_search,
     "quit": _cmd_quit,
     "exit": _cmd_quit,
     "help": _cmd_help,

@@ -3,7 +3,9 @@
 Invariants:
 - Verification is never weakened: the context comes from :func:`chaton.tls.client_context`
   (CA + host name, or a pinned fingerprint checked before the first byte is sent). A failed
-  check ends the client with :data:`EXIT_TLS`; there is no retry without it, and no plaintext.
+  check ends the client with :data:`EXIT_TLS`; there is no retry without it, and no plaintext
+  (nor another try when reconnecting: only failures that may pass by themselves are
+  ``transient``).
 - When the check failed, :func:`describe_certificate` may open a *second*, unverified
   handshake only to read the certificate (names, dates, fingerprint) for the error message.
   It sends no application data and is closed at once; nothing the user types ever goes there.
@@ -58,12 +60,17 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 class ClientExit(Exception):
-    """End the client with ``code`` after printing ``message`` (if any) to stderr, escaped."""
+    """End the client with ``code`` after printing ``message`` (if any) to stderr, escaped.
 
-    def __init__(self, code: int, message: str = "") -> None:
+    ``transient`` marks a failure that may pass by itself (refused, reset, timed out, no
+    DNS answer): worth another try when reconnecting, unlike a failed certificate check.
+    """
+
+    def __init__(self, code: int, message: str = "", *, transient: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.transient = transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,29 +318,36 @@ async def open_tls(
     except ssl.SSLCertVerificationError as exc:
         info = await describe_certificate(endpoint)
         raise ClientExit(EXIT_TLS, explain_verify_error(exc, endpoint, cafile, info)) from None
-    except ssl.SSLError as exc:
-        raise ClientExit(EXIT_TLS, _explain_ssl_error(exc, endpoint)) from None
+    except ssl.SSLError as exc:  # not the certificate: a handshake cut short, or no TLS
+        raise ClientExit(EXIT_TLS, _explain_ssl_error(exc, endpoint), transient=True) from None
     except socket.gaierror as exc:
         raise ClientExit(
-            EXIT_ERROR, f"cannot find the server {endpoint.host!r}: {exc.strerror or exc}"
+            EXIT_ERROR,
+            f"cannot find the server {endpoint.host!r}: {exc.strerror or exc}",
+            transient=True,
         ) from None
     except ConnectionRefusedError:
         raise ClientExit(
-            EXIT_ERROR, f"connection refused by {endpoint}: is the chaton server running there?"
+            EXIT_ERROR,
+            f"connection refused by {endpoint}: is the chaton server running there?",
+            transient=True,
         ) from None
     except TimeoutError:
         raise ClientExit(
-            EXIT_ERROR, f"no answer from {endpoint} within {timeout:g} s (firewall? wrong host?)"
+            EXIT_ERROR,
+            f"no answer from {endpoint} within {timeout:g} s (firewall? wrong host?)",
+            transient=True,
         ) from None
     except (ConnectionResetError, ConnectionAbortedError, EOFError) as exc:
         raise ClientExit(
             EXIT_TLS,
             f"the connection to {endpoint} closed during the TLS handshake ({exc or 'EOF'}); "
             "is it a chaton (TLS) port?",
+            transient=True,
         ) from None
     except OSError as exc:
         raise ClientExit(
-            EXIT_ERROR, f"cannot connect to {endpoint}: {exc.strerror or exc}"
+            EXIT_ERROR, f"cannot connect to {endpoint}: {exc.strerror or exc}", transient=True
         ) from None
     if fingerprint is not None:
         obj = writer.get_extra_info("ssl_object")

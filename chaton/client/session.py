@@ -3,7 +3,7 @@
 Registration and login, as implemented here (only standard replies are relied on):
 
 1. Send ``CAP LS 302``, ``NICK``, ``USER`` at once. From the ``CAP LS`` reply request what is
-   offered of ``server-time message-tags echo-message sasl``.
+   offered of :data:`WANTED_CAPS`.
 2. After ``CAP ACK``/``NAK``: with a known password (``--password-stdin``, or a reconnect that
    carries one) log in first -- ``AUTHENTICATE PLAIN``, wait for ``AUTHENTICATE +``, send the
    payload (:mod:`chaton.client.sasl`), wait for 903/904... -- then ``CAP END``. Without a
@@ -18,11 +18,20 @@ Registration and login, as implemented here (only standard replies are relied on
    ``--password-stdin``. An empty answer to the password question asks for another nickname.
 4. ``433``/``432`` for other reasons: ask for another nickname (terminal) or exit.
 
+After registration: our own JOIN of a room asks for its latest history (or, after a
+reconnect, for what was said since the newest message seen); see :mod:`chaton.client.history`.
+A connection lost without our QUIT ends the session with :class:`Lost`, and the caller
+reconnects (see :mod:`chaton.client.reconnect`); a KILL or ban ends it for good.
+
 Invariants:
 - The read loop never waits on the user: questions run as tasks, so PINGs keep being answered
   while someone types a password. At most one question task runs at a time.
 - The password lives only in :class:`Login` and is sent only inside ``AUTHENTICATE`` payloads.
 - The session ends exactly once, through :meth:`Session._finish`.
+- Lines of a history or search batch never reach the live handlers (see
+  :class:`~chaton.client.history.Recall`), and a message id is shown at most once.
+- With ``echo-message`` our own messages are shown only as the server echoes them (with its
+  time and msgid); without it they are shown locally as they are sent.
 """
 
 from __future__ import annotations
@@ -35,10 +44,13 @@ import time
 import traceback
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from chaton.client.commands import Context, interpret
 from chaton.client.connection import EXIT_ERROR, EXIT_LOGIN, EXIT_OK, ClientExit
+from chaton.client.history import Memory, Recall, SearchQuery
+from chaton.client.reconnect import STABLE_AFTER, is_final
 from chaton.client.safe_text import printable_lines, sanitize
 from chaton.client.sasl import SaslOutcome, authenticate_lines, outcome_of, plain_payload
 from chaton.client.ui import UserInterface, format_event, local_line
@@ -60,13 +72,22 @@ __all__ = [
     "NICK_MAX",
     "WANTED_CAPS",
     "Login",
+    "Lost",
     "Reconnect",
     "Session",
     "nick_rules",
 ]
 
 #: Capabilities the client uses when the server offers them.
-WANTED_CAPS = ("server-time", "message-tags", "echo-message", "sasl")
+WANTED_CAPS = (
+    "server-time",
+    "message-tags",
+    "echo-message",
+    "sasl",
+    "batch",
+    "draft/chathistory",
+    "draft/search",
+)
 #: Longest nickname the client accepts locally; the server's NICKLEN has the last word.
 NICK_MAX = 64
 #: Longest incoming line buffered (tags + 512), like the server's own framer.
@@ -77,6 +98,9 @@ AUTOJOIN_WAIT = 10.0
 #: Client-side pacing of typed/piped lines, below the server's flood limit (20 burst, 4/s).
 PACE_BURST = 15
 PACE_RATE = 3.0
+#: Silence from the server after which we PING it, and how long we then wait for anything.
+IDLE_PING = 120.0
+PING_WAIT = 60.0
 
 _JOIN_ERRORS = {"403", "405", "471", "473", "474", "475", "476", "477", "489"}
 
@@ -107,6 +131,19 @@ class Reconnect:
     nick: str
     login: Login
     rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """The connection went away without our QUIT, and not for good: connect again."""
+
+    reason: str
+    nick: str
+    login: Login | None
+    rooms: tuple[str, ...]
+    #: The session had got in (001), and stayed in for :data:`STABLE_AFTER` seconds.
+    registered: bool = False
+    stable: bool = False
 
 
 class _Pacer:
@@ -142,6 +179,9 @@ class Session:
         login: Login | None = None,
         account: str | None = None,
         realname: str | None = None,
+        memory: Memory | None = None,
+        resumed: bool = False,
+        reconnect: bool = False,
     ) -> None:
         self.ui = ui
         self._writer = writer
@@ -170,7 +210,7 @@ class Session:
         self._sasl_payload: bytes | None = None
         self._sasl_mechs: set[str] | None = None
         # lifetime
-        self._done: asyncio.Future[int | Reconnect] | None = None
+        self._done: asyncio.Future[int | Reconnect | Lost] | None = None
         self._exit_message = ""
         self._server_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -178,10 +218,21 @@ class Session:
         self._ready = asyncio.Event()
         self._autojoin: set[str] = set()
         self._pacer = _Pacer(PACE_BURST, PACE_RATE)
+        # memory and coming back
+        self.memory = memory if memory is not None else Memory()
+        self._recall = Recall(self.memory)
+        self.resumed = resumed  # this session replaces a lost one
+        self.reconnect = reconnect  # a lost connection ends with Lost, not an exit
+        self._rejoin = {room_key(r) for r in rooms} if resumed else set()
+        self._final = False  # killed or banned: never come back
+        self._lost_reason = ""
+        self._registered_at: float | None = None
+        self._outbox: asyncio.Queue[Message] | None = None
 
     # --- lifetime ---------------------------------------------------------------------------
-    async def run(self, reader: asyncio.StreamReader) -> int | Reconnect:
-        """Register, chat until the end; return the exit code or a :class:`Reconnect`.
+    async def run(self, reader: asyncio.StreamReader) -> int | Reconnect | Lost:
+        """Register, chat until the end; return the exit code, a :class:`Reconnect` or
+        :class:`Lost`.
 
         Raises :class:`ClientExit` when the session ends with a message for the user.
         """
@@ -203,7 +254,7 @@ class Session:
             raise ClientExit(result if isinstance(result, int) else EXIT_ERROR, self._exit_message)
         return result
 
-    def _finish(self, result: int | Reconnect, message: str = "") -> None:
+    def _finish(self, result: int | Reconnect | Lost, message: str = "") -> None:
         if self._done is None or self._done.done():
             return
         self._exit_message = message
@@ -248,6 +299,21 @@ class Session:
             return
         self._writer.write(serialize(msg).encode("utf-8") + b"\r\n")
 
+    def send_paced(self, msg: Message) -> None:
+        """Send ``msg`` within the client's flood budget, after what is queued before it:
+        for requests the client makes by itself (history after a JOIN of many rooms, gap
+        fill for many conversations), which must never get it cut off for flooding."""
+        if self._outbox is None:
+            self._outbox = asyncio.Queue()
+            self._spawn(self._drain_outbox(self._outbox))
+        self._outbox.put_nowait(msg)
+
+    async def _drain_outbox(self, outbox: asyncio.Queue[Message]) -> None:
+        while True:
+            msg = await outbox.get()
+            await self._pacer.wait()
+            self.send(msg)
+
     def show(self, text: str) -> None:
         self.ui.show(local_line(text))
 
@@ -282,14 +348,44 @@ class Session:
             self._set_room(action.switch_room)
         if action.oper is not None:
             await self._oper(action.oper)
+        if action.history is not None:
+            await self._ask_history(*action.history)
+        if action.search is not None:
+            await self._search(action.search)
         for msg in action.send:
             if msg.command == "QUIT":
                 self._quit(msg)
                 return
             await self._pacer.wait()
             self.send(msg)
+            if msg.command == "JOIN" and len(msg.params) == 2:  # a key: kept for a rejoin
+                for room, key in zip(msg.param(0).split(","), msg.param(1).split(","),
+                                     strict=False):
+                    self.memory.remember_key(room, key)
             if msg.command in ("PRIVMSG", "NOTICE") and "echo-message" not in self.acked:
                 self._display(Message(msg.command, msg.params, self.nick))
+
+    async def _ask_history(self, target: str, count: int) -> None:
+        if not self._recall.chathistory:
+            self.show("this server keeps no history for clients (no draft/chathistory)")
+            return
+        msg = self._recall.more(target, count)
+        if msg is None:
+            self.show("cannot ask for that history now; nothing was sent")
+            return
+        await self._pacer.wait()
+        self.send(msg)
+
+    async def _search(self, query: SearchQuery) -> None:
+        if not self._recall.search:
+            self.show("this server cannot search its history (no draft/search)")
+            return
+        msg = self._recall.find(query)
+        if msg is None:
+            self.show("too many requests in flight; nothing was sent")
+            return
+        await self._pacer.wait()
+        self.send(msg)
 
     async def _oper(self, name: str) -> None:
         if not self.ui.interactive:
@@ -311,11 +407,23 @@ class Session:
     # --- reading ----------------------------------------------------------------------------
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         framer = LineBuffer(MAX_INCOMING)
+        pinged = False
         while True:
             try:
-                data = await reader.read(65536)
-            except (OSError, ssl.SSLError):
+                async with asyncio.timeout(PING_WAIT if pinged else IDLE_PING):
+                    data = await reader.read(65536)
+            except TimeoutError:
+                if not pinged:  # silence: is the server still there?
+                    pinged = True
+                    self.send(Message("PING", ("chaton-keepalive",)))
+                    continue
+                waited = IDLE_PING + PING_WAIT
+                self._lost_reason = f"no answer from the server for {waited:g} s (ping timeout)"
                 data = b""
+            except (OSError, ssl.SSLError) as exc:
+                self._lost_reason = f"connection error: {sanitize(str(exc) or type(exc).__name__)}"
+                data = b""
+            pinged = False
             if not data:
                 self._on_eof()
                 return
@@ -331,15 +439,51 @@ class Session:
     def _on_eof(self) -> None:
         if self.quitting:
             self._finish(EXIT_OK)
+        elif self.reconnect and not self._final and (self.registered or self.resumed):
+            self._finish(self._lost())
         elif self._server_error:
             reason = sanitize(self._server_error)
             self._finish(EXIT_ERROR, f"disconnected by the server: {reason}")
         else:
-            self._finish(EXIT_ERROR, "the server closed the connection")
+            self._finish(EXIT_ERROR, self._lost_reason or "the server closed the connection")
+
+    def _lost(self) -> Lost:
+        if self._server_error:
+            why = f"the server closed the connection: {sanitize(self._server_error)}"
+        else:
+            why = self._lost_reason or "the server closed the connection"
+        stable = (
+            self._registered_at is not None
+            and time.monotonic() - self._registered_at >= STABLE_AFTER
+        )
+        # Rooms still being joined, then the joined ones, the current room last (the last
+        # JOIN confirmed becomes current again).
+        pending = [r for r in self.initial_rooms if room_key(r) in self._autojoin]
+        others = [r for r in self.rooms if r != self.room]
+        current = [self.room] if self.room in self.rooms else []
+        rooms = tuple(pending + others + current)
+        return Lost(
+            reason=why,
+            nick=self.nick,
+            login=self.login,
+            rooms=rooms if self.registered else self.initial_rooms,
+            registered=self.registered,
+            stable=stable,
+        )
 
     def on_message(self, msg: Message) -> None:
         """React to one message from the server (display, state, replies)."""
         cmd = msg.command
+        if self._recall.take(msg):
+            return  # history or a search result: shown when its batch ends
+        if cmd == "BATCH":
+            answer = self._recall.on_batch(msg, self.nick)
+            if answer is not None:
+                for line in answer.show:
+                    self.ui.show(line)
+                for request in answer.send:
+                    self.send_paced(request)
+            return
         if cmd == "PING":
             self.send(Message("PONG", msg.params or ("",)))
             return
@@ -357,6 +501,8 @@ class Session:
                 self._sasl_future.set_result(outcome)
         if cmd in (N.ERR_NICKNAMEINUSE, N.ERR_ERRONEUSNICKNAME) and self._on_nick_error(msg):
             return
+        if not self._recall.live(msg, self.nick):
+            return  # already shown (an echo of a message to ourselves, or from history)
         self._display(msg)
         handler = _HANDLERS.get(cmd)
         if handler is not None:
@@ -385,6 +531,9 @@ class Session:
                 self._caps_ready()
         elif sub == "ACK":
             self.acked |= {c for c in msg.params[-1].split() if not c.startswith("-")}
+            batches = "batch" in self.acked
+            self._recall.chathistory = batches and "draft/chathistory" in self.acked
+            self._recall.search = batches and "draft/search" in self.acked
             self._caps_ready()
         elif sub == "NAK":
             self._caps_ready()
@@ -472,7 +621,7 @@ class Session:
         self._login_tried.add(casefold(self.nick))
 
     # --- nicknames --------------------------------------------------------------------------
-    def _on_fail(self, msg: Message) -> None:
+    def _on_nick_fail(self, msg: Message) -> None:
         if msg.param(0).upper() != "NICK" or msg.param(1).upper() != "ACCOUNT_REQUIRED":
             if msg.param(0).upper() == "JOIN":
                 self._ready.set()
@@ -499,6 +648,11 @@ class Session:
             return True
         if self.registered:
             return False
+        if self.resumed and self.reconnect and msg.command == N.ERR_NICKNAMEINUSE:
+            # Most likely our old connection, which the server has not noticed is gone yet.
+            self._lost_reason = f"the nickname {sanitize(nick)} is still in use"
+            self._finish(self._lost())
+            return True
         self._nick_refused = True
         if not self._login_pending:
             shown, reason = sanitize(nick), sanitize(msg.params[-1])
@@ -583,16 +737,50 @@ class Session:
     # --- events that change state ------------------------------------------------------------
     def _on_welcome(self, msg: Message) -> None:
         self.registered = True
+        self._registered_at = time.monotonic()
         self.nick = msg.param(0) or self.nick
         self._needs_account = None
         self._nick_refused = False
         rooms = [r for r in self.initial_rooms if r]
         if rooms:
             self._autojoin = {room_key(r) for r in rooms}
-            self.send(Message("JOIN", (",".join(rooms),)))
+            for line in self._join_lines(rooms):
+                self.send(line)
         else:
             self._ready.set()
         self._spawn(self._input_loop())
+        if self.resumed:
+            self._fill_private_gaps()
+
+    def _join_lines(self, rooms: list[str]) -> list[Message]:
+        """JOIN lines for ``rooms`` in their order (the last joined becomes current): one per
+        run of rooms with or without a key, since keys pair with the first names of a line."""
+        lines: list[Message] = []
+        run: list[str] = []
+        for i, room in enumerate(rooms):
+            run.append(room)
+            keyed = self.memory.key(room) is not None
+            if i + 1 == len(rooms) or (self.memory.key(rooms[i + 1]) is not None) != keyed:
+                names = ",".join(run)
+                if keyed:
+                    keys = ",".join(self.memory.key(r) or "" for r in run)
+                    lines.append(Message("JOIN", (names, keys)))
+                else:
+                    lines.append(Message("JOIN", (names,)))
+                run = []
+        return lines
+
+    def _fill_private_gaps(self) -> None:
+        """After a reconnect: what was said privately while we were away (rooms are filled
+        as they are rejoined), and which conversations started meanwhile (TARGETS)."""
+        for target in self.memory.private_targets():
+            since = self.memory.newest(target)
+            ask = self._recall.gap(target, since) if since else None
+            if ask is not None:
+                self.send_paced(ask)
+        ask = self._recall.targets(datetime.now(UTC))
+        if ask is not None:
+            self.send_paced(ask)
 
     def _is_me(self, msg: Message) -> bool:
         return bool(msg.source) and casefold(split_source(msg.source or "")[0]) == casefold(
@@ -610,6 +798,13 @@ class Session:
         self._autojoin.discard(room_key(room))
         if not self._autojoin:
             self._ready.set()
+        gap = room_key(room) in self._rejoin
+        self._rejoin.discard(room_key(room))
+        ask = self._recall.join_history(room, gap=gap)
+        if ask is not None:
+            self.send_paced(ask)
+        if self.memory.newest(room) is None:  # where a later gap starts if nobody speaks
+            self.memory.touch(room, msg.tags.get("time", ""))
 
     def _find_room(self, room: str) -> str | None:
         key = room_key(room)
@@ -643,15 +838,36 @@ class Session:
 
     def _on_error(self, msg: Message) -> None:
         self._server_error = self._server_error or msg.param(0) or "closing"
+        if is_final(msg.param(0)):
+            self._final = True
         # The server closes right after ERROR; don't hang if it does not.
         asyncio.get_running_loop().call_later(QUIT_WAIT, self._on_eof)
 
     def _on_banned(self, msg: Message) -> None:
         self._server_error = msg.params[-1] if msg.params else "you are banned"
+        self._final = True
+
+    def _on_kill(self, msg: Message) -> None:
+        if casefold(msg.param(0)) == casefold(self.nick):
+            self._final = True
+
+    def _on_isupport(self, msg: Message) -> None:
+        for token in msg.params[1:-1]:
+            name, _, value = token.partition("=")
+            if name.upper() == "CHATHISTORY" and value.isdigit():
+                self._recall.max_limit = int(value)
+
+    def _on_fail(self, msg: Message) -> None:
+        if msg.param(0).upper() in ("CHATHISTORY", "SEARCH"):
+            self._recall.on_refusal(msg.param(0))
+            return
+        self._on_nick_fail(msg)
 
     def _on_cap_unknown(self, msg: Message) -> None:
         if msg.param(1).upper() == "CAP":
             self._caps_ready()  # no IRCv3 here: nothing to negotiate
+        elif msg.param(1).upper() in ("CHATHISTORY", "SEARCH"):
+            self._recall.on_refusal(msg.param(1))
 
 
 _HANDLERS = {
@@ -663,5 +879,7 @@ _HANDLERS = {
     "ERROR": Session._on_error,
     "FAIL": Session._on_fail,
     N.ERR_YOUREBANNEDCREEP: Session._on_banned,
+    N.RPL_ISUPPORT: Session._on_isupport,
+    "KILL": Session._on_kill,
     N.ERR_UNKNOWNCOMMAND: Session._on_cap_unknown,
 }

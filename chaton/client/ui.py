@@ -13,6 +13,9 @@ line shape is tested without a terminal. Line shapes, ``HH:MM`` from the ``time`
     12:01 -- alice quit (bye)                  quits and nick changes (no room)
     12:01 -!- No such nick                     server numerics, notices and errors
     -!- unknown command /foo                   local feedback (no time)
+    [history 09:14] #room <bob> morning        from history (CHATHISTORY), never live
+    [history 2024-05-01 09:14] *bob* psst      ... from another day
+    [found 2024-05-01 09:14] #room <bob> hi    a /search result
 
 Text from other people passes through :func:`~chaton.client.safe_text.sanitize`: IRC
 colour/format codes are dropped and other control characters (and bidirectional overrides)
@@ -38,33 +41,51 @@ from chaton.protocol.message import Message, serialize, split_source
 from chaton.protocol.names import casefold, is_channel
 
 __all__ = [
+    "InputPump",
     "PipeUI",
     "TerminalUI",
     "UserInterface",
     "event_time",
     "format_event",
+    "format_history",
+    "history_time",
     "local_line",
     "sanitize",
 ]
 
 
 # --- time ------------------------------------------------------------------------------------
+def _server_time(msg: Message) -> datetime | None:
+    """The ``time`` tag (server-time, always UTC) as an aware datetime, if it is valid."""
+    stamp = msg.tags.get("time")
+    if not stamp:
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
 def event_time(msg: Message, tz: tzinfo | None = None, now: datetime | None = None) -> str:
     """``HH:MM`` of the event: the server's ``time`` tag if valid, else ``now`` (local clock)."""
-    stamp = msg.tags.get("time")
-    when: datetime | None = None
-    if stamp:
-        try:
-            when = datetime.fromisoformat(stamp)
-        except ValueError:
-            when = None
-        if when is not None and when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)  # server-time is always UTC
+    when = _server_time(msg)
     if when is None:
         when = now if now is not None else datetime.now(UTC)
         if when.tzinfo is None:
             return when.strftime("%H:%M")
     return when.astimezone(tz).strftime("%H:%M")
+
+
+def history_time(msg: Message, tz: tzinfo | None = None, now: datetime | None = None) -> str:
+    """When a message from history was sent: ``HH:MM`` today, else ``YYYY-MM-DD HH:MM``;
+    empty without a valid ``time`` tag (history is never stamped with the local clock)."""
+    when = _server_time(msg)
+    if when is None:
+        return ""
+    local = when.astimezone(tz)
+    today = (now if now is not None else datetime.now(UTC)).astimezone(tz).date()
+    return local.strftime("%H:%M" if local.date() == today else "%Y-%m-%d %H:%M")
 
 
 def local_line(text: str) -> str:
@@ -166,10 +187,17 @@ def _numeric_text(msg: Message) -> str | None:
     return f"-!- {' '.join(middle)}: {sanitize(last)}"
 
 
+_MEMORY_COMMANDS = {"CHATHISTORY": "history request", "SEARCH": "search"}
+
+
 def _format_standard_reply(msg: Message) -> str:
     """IRCv3 standard replies: ``FAIL|WARN|NOTE <command> <code> [context...] :<text>``."""
     command = sanitize(msg.param(0))
     text = sanitize(msg.params[-1]) if len(msg.params) >= 3 else ""
+    if msg.command == "FAIL" and command.upper() in _MEMORY_COMMANDS:
+        # Which request failed matters here: the code and its context say it.
+        what = " ".join(sanitize(p) for p in msg.params[1:-1])
+        return f"-!- {_MEMORY_COMMANDS[command.upper()]} failed ({what}): {text}"
     if msg.command == "FAIL":
         return f"-!- {command} failed: {text}"
     if msg.command == "WARN":
@@ -191,6 +219,26 @@ def format_event(
     if body is None:
         return None
     return f"{event_time(msg, tz, now)} {body}"
+
+
+def format_history(
+    msg: Message,
+    me: str,
+    *,
+    tz: tzinfo | None = None,
+    now: datetime | None = None,
+    label: str = "history",
+) -> str | None:
+    """Like :func:`format_event` for a message from history (or a search result): marked
+    ``[history 09:14]`` (``[history 2024-05-01 09:14]`` when not today), so nobody takes
+    it for something said just now."""
+    if msg.command in _SILENT:
+        return None
+    body = _format_body(msg, me)
+    if body is None:
+        return None
+    stamp = history_time(msg, tz, now)
+    return f"[{label} {stamp}] {body}" if stamp else f"[{label}] {body}"
 
 
 def _format_body(msg: Message, me: str) -> str | None:
@@ -316,7 +364,9 @@ class TerminalUI:
         from chaton.client.commands import command_names
 
         completer = WordCompleter([f"/{name}" for name in command_names()], sentence=True)
-        self._main: PromptSession[str] = PromptSession(completer=completer)
+        # erase_when_done: the typed line leaves the screen when sent, so a message appears
+        # once -- as the server echoes it (echo-message), or as the session shows it.
+        self._main: PromptSession[str] = PromptSession(completer=completer, erase_when_done=True)
         self._questions: PromptSession[str] = PromptSession()
         self._lock = asyncio.Lock()
         self._room: str | None = None
@@ -466,3 +516,67 @@ class PipeUI:
 
     def close(self) -> None:
         self._closed = True
+
+
+class InputPump:
+    """A front end whose typed lines are read all the time, connected or not.
+
+    Between two connections (while the client waits to reconnect) nobody else reads the
+    keyboard, yet ``/quit`` must work there, and what is typed meanwhile must not be lost:
+    :meth:`read_fresh` hands such lines to the waiting code, which :meth:`hold`\\ s them for
+    the next session. Everything else is the wrapped front end's.
+    """
+
+    def __init__(self, inner: UserInterface) -> None:
+        self.inner = inner
+        self.interactive = inner.interactive
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._held: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        while True:
+            line = await self.inner.read_line()
+            self._queue.put_nowait(line)
+            if line is None:
+                return
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def hold(self, line: str) -> None:
+        """Keep ``line`` for the next session's :meth:`read_line`."""
+        self._held.append(line)
+
+    async def read_fresh(self) -> str | None:
+        """The next line typed (not a held one); ``None`` at end of input."""
+        if self._ended:
+            return None
+        self.start()
+        line = await self._queue.get()
+        self._ended = line is None
+        return line
+
+    async def read_line(self) -> str | None:
+        if self._held:
+            return self._held.pop(0)
+        return await self.read_fresh()
+
+    def show(self, line: str) -> None:
+        self.inner.show(line)
+
+    def set_room(self, room: str | None) -> None:
+        self.inner.set_room(room)
+
+    async def ask(self, question: str, *, secret: bool = False) -> str | None:
+        return await self.inner.ask(question, secret=secret)
+
+    def close(self) -> None:
+        self.inner.close()
