@@ -170,6 +170,12 @@ class Changes:
 
 
 # Each migration is a sequence of single SQL statements (no executescript: it would COMMIT).
+#: The messages table (as of migrations 8 and 9, which differ only in msgid's uniqueness).
+_MESSAGES_TABLE = """CREATE TABLE {name} (
+    id INTEGER PRIMARY KEY, {msgid}, at REAL NOT NULL, target TEXT NOT NULL,
+    recipient TEXT NOT NULL, command TEXT NOT NULL, source TEXT NOT NULL, account TEXT,
+    params TEXT NOT NULL, tags TEXT
+)"""
 #: A message's text in SQL (the first parameter after the target), for the search index.
 _TEXT_SQL = "json_extract({}.params, '$[0]')"
 
@@ -310,18 +316,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 7 -> 8: the message store (``chaton.history_store``): room and private messages in
     # commit order, and per party the private conversations it has (for CHATHISTORY TARGETS).
     (
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            msgid TEXT NOT NULL UNIQUE,
-            at REAL NOT NULL,
-            target TEXT NOT NULL,
-            recipient TEXT NOT NULL,
-            command TEXT NOT NULL,
-            source TEXT NOT NULL,
-            account TEXT,
-            params TEXT NOT NULL,
-            tags TEXT
-        )""",
+        _MESSAGES_TABLE.format(name="messages", msgid="msgid TEXT NOT NULL UNIQUE"),
         "CREATE INDEX messages_target ON messages (target, at)",
         "CREATE INDEX messages_at ON messages (at)",
         """CREATE TABLE conversations (
@@ -341,18 +336,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # The table is rebuilt to let a msgid repeat across targets: a QUIT or NICK is one
     # event with one msgid, kept in the history of each room it was seen in.
     (
-        """CREATE TABLE messages_9 (
-            id INTEGER PRIMARY KEY,
-            msgid TEXT NOT NULL,
-            at REAL NOT NULL,
-            target TEXT NOT NULL,
-            recipient TEXT NOT NULL,
-            command TEXT NOT NULL,
-            source TEXT NOT NULL,
-            account TEXT,
-            params TEXT NOT NULL,
-            tags TEXT
-        )""",
+        _MESSAGES_TABLE.format(name="messages_9", msgid="msgid TEXT NOT NULL"),
         "INSERT INTO messages_9 SELECT * FROM messages",
         "DROP TABLE messages",
         "ALTER TABLE messages_9 RENAME TO messages",
@@ -361,6 +345,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_at ON messages (at)",
         "CREATE INDEX messages_order ON messages (target)",
         "CREATE VIRTUAL TABLE messages_text USING fts5 (text, content = '')",
+        f"""INSERT INTO messages_text (rowid, text) SELECT id, {_TEXT_SQL.format("messages")}
+           FROM messages WHERE command IN ('PRIVMSG', 'NOTICE')""",
         f"""CREATE TRIGGER messages_text_insert AFTER INSERT ON messages
            WHEN NEW.command IN ('PRIVMSG', 'NOTICE')
            BEGIN INSERT INTO messages_text (rowid, text) VALUES (NEW.id, {_TEXT_SQL.format("NEW")});

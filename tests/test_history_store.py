@@ -148,3 +148,32 @@ def test_ranges_agree_with_a_plain_list(tmp_path_factory: pytest.TempPathFactory
     assert sent[i] in around and len(around) <= limit
     assert around == sent[sent.index(around[0]):sent.index(around[0]) + len(around)]
     h.close()
+
+
+def test_a_version_8_database_keeps_its_messages_and_they_become_searchable(
+        tmp_path: Path) -> None:
+    """Migration 9 rebuilds the messages table: rows stored by the previous version stay,
+    in order, and the search index is filled with their words."""
+    import sqlite3
+
+    from chaton.store import _MIGRATIONS
+
+    path = tmp_path / "chaton.db"
+    db = sqlite3.connect(path)
+    for statements in _MIGRATIONS[:8]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 8")
+    db.executemany(
+        "INSERT INTO messages (msgid, at, target, recipient, command, source, account,"
+        " params) VALUES (?, ?, '#old', '#old', 'PRIVMSG', 'ann!a@h', NULL, ?)",
+        [(f"v8-{i}", 1000.0 + i, f'["old words {i}"]') for i in range(3)])
+    db.commit()
+    db.close()
+    h = HistoryStore(path)
+    try:
+        assert [m.params[0] for m in h.latest("#old", 10)] == [f"old words {i}" for i in range(3)]
+        assert [m.msgid for m in h.search(["words"], [("#old", None)])] == [
+            "v8-0", "v8-1", "v8-2"]
+    finally:
+        h.close()
