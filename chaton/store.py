@@ -329,10 +329,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 8 -> 9: what reading history needs. Conversation order (an index on target is one on
     # (target, id)); the words of every PRIVMSG and NOTICE for SEARCH (a contentless FTS5
-    # index kept by triggers, so a purge or redaction by any writer, the CLI included,
-    # takes the words out with the row); per party the read marker of each conversation,
-    # when it first joined each room (history_visibility "joined") and when it was last
-    # seen (what it missed); and a registered room's own retention.
+    # index, filled per batch by HistoryStore.append, the one writer of messages: a
+    # trigger costs 3x the insert; emptied by triggers, so a purge or redaction by any
+    # writer, the CLI included, takes the words out with the row); per party the read
+    # marker of each conversation, when it first joined each room (history_visibility
+    # "joined") and when it was last seen (what it missed); and a registered room's own
+    # retention.
     # The table is rebuilt to let a msgid repeat across targets: a QUIT or NICK is one
     # event with one msgid, kept in the history of each room it was seen in.
     (
@@ -347,10 +349,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE VIRTUAL TABLE messages_text USING fts5 (text, content = '')",
         f"""INSERT INTO messages_text (rowid, text) SELECT id, {_TEXT_SQL.format("messages")}
            FROM messages WHERE command IN ('PRIVMSG', 'NOTICE')""",
-        f"""CREATE TRIGGER messages_text_insert AFTER INSERT ON messages
-           WHEN NEW.command IN ('PRIVMSG', 'NOTICE')
-           BEGIN INSERT INTO messages_text (rowid, text) VALUES (NEW.id, {_TEXT_SQL.format("NEW")});
-           END""",
         f"""CREATE TRIGGER messages_text_delete AFTER DELETE ON messages
            WHEN OLD.command IN ('PRIVMSG', 'NOTICE')
            BEGIN INSERT INTO messages_text (messages_text, rowid, text)

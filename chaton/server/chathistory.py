@@ -62,6 +62,8 @@ EVENT_PLAYBACK_CAP = "draft/event-playback"
 MESSAGES = ("PRIVMSG", "NOTICE")
 #: Events whose line has no target parameter (they are kept once per room).
 _NO_TARGET = frozenset({"NICK", "QUIT"})
+#: How far a replay counts what it leaves out ("over 1000 earlier messages not shown").
+COUNT_AT_MOST = 1000
 _SUBCOMMANDS = frozenset({"LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS"})
 _batch_ids = iter(range(1, 1 << 62))
 
@@ -448,7 +450,8 @@ async def _replay(server: ChatServer, conn: Session, room: Channel, join_msgid: 
         rows = store.before(key, joined, lines + 1, commands=MESSAGES, since=since)
         more = 0
         if len(rows) > lines:
-            more = store.count_before(key, joined, commands=MESSAGES, since=since) - lines
+            more = store.count_before(key, joined, at_most=COUNT_AT_MOST + lines,
+                                      commands=MESSAGES, since=since) - lines
             rows = rows[1:]
         return rows, more
 
@@ -458,7 +461,8 @@ async def _replay(server: ChatServer, conn: Session, room: Channel, join_msgid: 
     if conn.closing or conn not in room.members or not rows:
         return
     if more:
+        many = f"over {COUNT_AT_MOST}" if more >= COUNT_AT_MOST else str(more)
         conn.send_msg("NOTICE", room.name,
-                      f"*** {more} earlier message{'s' if more != 1 else ''} not shown "
+                      f"*** {many} earlier message{'s' if more != 1 else ''} not shown "
                       f"(the last {len(rows)} follow)")
     send_batch(conn, "chathistory", room.name, rows)
