@@ -25,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,8 +189,8 @@ class HistoryStore:
         only, or of every target but those in ``keep``); how many went. Bounded so a big
         purge never holds the write lock for long (call again until it returns 0). The
         search index loses their words by trigger in the same commit."""
-        where = "at < ?"
-        args: list[object] = [at]
+        where = "id <= ? AND at < ?"
+        args: list[object] = [0, at]
         if target is not None:
             where += " AND (target = ? OR target LIKE ? ESCAPE '\\')"
             args += [target, _like_prefix(target + "\x00")]
@@ -197,9 +198,10 @@ class HistoryStore:
             where += " AND target != ? AND target NOT LIKE ? ESCAPE '\\'"
             args += [kept, _like_prefix(kept + "\x00")]
         with self._store._write() as db:
+            args[0] = _older_than(db, at)
             cur = db.execute(
                 "DELETE FROM messages WHERE id IN"
-                f" (SELECT id FROM messages WHERE {where} ORDER BY at LIMIT ?)",
+                f" (SELECT id FROM messages WHERE {where} ORDER BY id LIMIT ?)",
                 (*args, limit),
             )
             if target is None:
@@ -455,6 +457,28 @@ class HistoryStore:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+def _older_than(db: sqlite3.Connection, at: float) -> int:
+    """The last id of a message accepted before ``at`` (0: none), by bisecting ids: they
+    grow with time (commit order of messages stamped as they were accepted), so no index
+    on ``at`` is needed. After a clock step back it may stop early; the ``at < ?`` test
+    of the purge keeps it from ever deleting a message that is not old enough."""
+    low, high = db.execute("SELECT min(id), max(id) FROM messages").fetchone()
+    if low is None:
+        return 0
+    first = db.execute("SELECT at FROM messages WHERE id = ?", (low,)).fetchone()
+    if first is None or first[0] >= at:
+        return 0
+    while low < high:  # invariant: the message at low is older than at
+        middle = (low + high + 1) // 2
+        row = db.execute("SELECT id, at FROM messages WHERE id >= ? ORDER BY id LIMIT 1",
+                         (middle,)).fetchone()
+        if row is not None and row[1] < at:
+            low = int(row[0])
+        else:
+            high = middle - 1
+    return int(low)
 
 
 def _like_prefix(prefix: str) -> str:

@@ -112,6 +112,33 @@ def test_purge_is_bounded_and_oldest_first(history: HistoryStore) -> None:
     assert history.count() == 3
 
 
+@given(ats=st.lists(st.integers(0, 50), min_size=0, max_size=40),
+       gaps=st.sets(st.integers(0, 39)), cutoff=st.integers(0, 55))
+@settings(max_examples=60, deadline=None)
+def test_purge_never_deletes_a_message_that_is_not_old_enough(
+        tmp_path_factory: pytest.TempPathFactory, ats: list[int], gaps: set[int],
+        cutoff: int) -> None:
+    """Ids grow with time but a clock may step back, and redactions leave gaps: whatever
+    the order, a purge deletes only messages older than its cutoff, and with the times in
+    order it deletes all of them."""
+    h = HistoryStore(tmp_path_factory.mktemp("purge") / "chaton.db")
+    try:
+        h.append([NewMessage(f"p{i}", float(at), "#team", "#team", "PRIVMSG", "a!a@h", None,
+                             (f"t{at}",)) for i, at in enumerate(ats)])
+        for i in gaps & set(range(len(ats))):
+            h._db.execute("DELETE FROM messages WHERE msgid = ?", (f"p{i}",))
+        left = [at for i, at in enumerate(ats) if i not in gaps]
+        while h.purge_before(float(cutoff), 3):
+            pass
+        kept = [int(m.params[0][1:]) for m in h.latest("#team", 100)]
+        young = [at for at in left if at >= cutoff]
+        assert [at for at in kept if at >= cutoff] == young  # never one too young
+        if left == sorted(left):
+            assert kept == young  # and in time order, every old one goes
+    finally:
+        h.close()
+
+
 def test_history_commits_do_not_sync_but_admin_facts_still_do(tmp_path: Path) -> None:
     h = HistoryStore(tmp_path / "chaton.db")
     assert h._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
