@@ -526,7 +526,9 @@ class WeeChat(RealClient):
 
     def diagnostics(self) -> str:
         parts = []
-        for path in (self.output, self.home / "logs" / "irc.server.chaton.weechatlog"):
+        # stdout, then every buffer's log (the server's and each room's: what it shows)
+        logs = sorted((self.home / "logs").glob("*.weechatlog"))
+        for path in (self.output, *logs):
             with contextlib.suppress(OSError):
                 parts.append(f"{path.name}:\n" + "\n".join(
                     path.read_text("utf-8", "replace").splitlines()[-20:]))

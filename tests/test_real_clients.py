@@ -113,6 +113,33 @@ def test_the_readme_s_steps_log_in_and_talk_with_a_chaton_client(
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
+def test_a_real_client_joining_a_room_is_shown_what_was_said_before(
+    kind: type[RealClient], server: RunningServer, tmp_path: Path
+) -> None:
+    """irssi and WeeChat cannot ask for history (no CHATHISTORY): on JOIN the server
+    replays the room's past, and the client shows it, once, before what is said next."""
+    require(kind)
+    bob = raw_client(server, "bob", "bob")
+    bob.send(f"JOIN {ROOM}")
+    bob.expect("366", "bob", ROOM)
+    for text in ("said before you came", "and this too"):
+        bob.send(f"PRIVMSG {ROOM} :{text}")
+    bob.sync()
+    with running(kind, tmp_path / kind.name, "localhost", server.port, server.ca_file,
+                 "latecomer") as real:
+        real.join(ROOM)
+        real.wait_received("PRIVMSG", ROOM, "said before you came")
+        real.wait_received("PRIVMSG", ROOM, "and this too")
+        real.wait_shown("and this too")
+        bob.send(f"PRIVMSG {ROOM} :live now")
+        real.wait_shown("live now")
+        got = [x.message.params[-1] for x in real.raw()
+               if not x.sent and x.command == "PRIVMSG" and x.message is not None]
+        assert got == ["said before you came", "and this too", "live now"]
+        assert_no_errors(real)
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
 def test_room_operator_commands(kind: type[RealClient], server: RunningServer,
                                 tmp_path: Path) -> None:
     with running(kind, tmp_path / kind.name, "localhost", server.port, server.ca_file,
