@@ -465,6 +465,32 @@ def ensure_server_certs(
     return GeneratedCerts(paths, hosts, _fingerprint(ca_cert), _fingerprint(server_cert))
 
 
+def renew_server_cert(
+    certs_dir: Path, extra_hosts: Sequence[str] = (), *, server_days: int = DEFAULT_SERVER_DAYS
+) -> GeneratedCerts:
+    """A new server key and certificate from the existing CA: clients that trust its
+    ``ca.pem`` trust the new one too. The running server takes it on reload (SIGHUP)."""
+    paths = CertPaths.in_dir(Path(certs_dir))
+    missing = [p for p in (paths.ca_cert, paths.ca_key) if not p.exists()]
+    if missing:
+        raise CertError(f"{missing[0]} is missing: renewal needs the CA that clients trust "
+                        "(without it, 'chaton certs --force' makes a new one)")
+    ca_key, ca_cert = load_ca(paths)
+    hosts = _all_hosts(extra_hosts)
+    server_key, server_cert = issue_server_cert(ca_key, ca_cert, hosts, server_days)
+    _write_server(paths, server_key, server_cert)
+    return GeneratedCerts(paths, hosts, _fingerprint(ca_cert), _fingerprint(server_cert))
+
+
+def not_after(path: Path) -> float:
+    """When the certificate in ``path`` expires (a Unix time); ``CertError`` if unreadable."""
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CertError(f"cannot read the certificate {path}: {exc}") from None
+    return cert.not_valid_after_utc.timestamp()
+
+
 def describe(gen: GeneratedCerts) -> str:
     """What was made and how clients come to trust it, for the person who ran the command."""
     p = gen.paths
@@ -513,6 +539,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="replace existing files, including the CA"
     )
     parser.add_argument(
+        "--renew", action="store_true",
+        help="issue a new server certificate from the existing CA (clients keep trusting "
+        "it), then run 'chaton reload' so the running server uses it",
+    )
+    parser.add_argument(
         "--days",
         type=int,
         default=DEFAULT_SERVER_DAYS,
@@ -524,6 +555,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed ``chaton certs`` options; 0 on success, 2 with a one-line error."""
     try:
+        if getattr(args, "renew", False):
+            gen = renew_server_cert(args.certs_dir, list(args.hosts or ()),
+                                    server_days=args.days)
+            print(f"renewed {gen.paths.server_cert} (SHA-256 {gen.server_fingerprint}) from "
+                  f"the existing CA; run 'chaton reload' to use it without a restart")
+            return 0
         gen = generate(
             args.certs_dir,
             extra_hosts=list(args.hosts or ()),

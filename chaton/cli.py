@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from chaton import __version__, certs
 from chaton.config import ConfigError, Settings, load_settings
-from chaton.datadir import DataDirInUse
+from chaton.datadir import DataDirInUse, serving_pid
 from chaton.logsafe import SafeFormatter
 from chaton.store import StoreError
 
@@ -72,9 +73,13 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
-    """Run a server until SIGINT/SIGTERM, then say ERROR to everyone and return 0."""
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
+                reload_settings: Callable[[], Settings] | None = None) -> int:
+    """Run a server until SIGINT/SIGTERM, then say ERROR to everyone and return 0. SIGHUP
+    reloads the settings (``reload_settings``: the config file read again) and the
+    certificate (``chaton.server.reload``)."""
     from chaton.server.app import ChatServer
+    from chaton.server.reload import reload
     from chaton.server.setup import attach_services
 
     server = ChatServer(settings)
@@ -87,6 +92,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    again = reload_settings or (lambda: settings)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload(server, again))
     if ready is not None:
         ready.set()
     await stop.wait()
@@ -106,7 +114,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                 log.info("  %s", line)
     factory = _loop_factory(args.event_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(serve(settings))
+        return runner.run(serve(settings, reload_settings=lambda: _settings_from(args)))
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -133,6 +141,30 @@ def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     certs.add_arguments(p)
     p.set_defaults(func=certs.run)
+
+
+def _add_reload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "reload",
+        help="make the running server re-read its config and certificate",
+        description="Send SIGHUP to the server serving this data dir: it re-reads its "
+        "config file and its certificate and key, without disconnecting anyone. What "
+        "failed to load is kept as it was; the server's log says what changed.",
+    )
+    p.add_argument("--data-dir", type=Path, help="database directory (default data/)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with settings")
+    p.set_defaults(func=_run_reload)
+
+
+def _run_reload(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    pid = serving_pid(settings.data_dir)
+    if pid is None:
+        print(f"chaton reload: no server is running on {settings.data_dir}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGHUP)
+    print(f"asked chaton (pid {pid}) to reload; its log says what changed")
+    return 0
 
 
 def _add_connect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_connect(sub)
     _add_certs(sub)
+    _add_reload(sub)
     try:
         from chaton import cli_admin
     except ImportError:  # pragma: no cover - only while the admin CLI is being written

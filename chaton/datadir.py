@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "DataDirInUse", "DataDirLock", "private_dir"]
+__all__ = ["LOCK_NAME", "DataDirInUse", "DataDirLock", "private_dir", "serving_pid"]
 
 LOCK_NAME = "serve.lock"
 
@@ -60,6 +60,26 @@ class DataDirLock:
                 os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+def serving_pid(data_dir: Path) -> int | None:
+    """The pid of the server holding ``data_dir``'s lock, or ``None`` if none does (for
+    ``chaton reload``: a pid in an unlocked file names a server that is gone)."""
+    path = Path(data_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # nobody holds it
+    finally:
+        os.close(fd)
 
 
 def private_dir(path: Path) -> str | None:

@@ -28,6 +28,7 @@ from chaton.protocol.message import LineBuffer, Message, encode_line
 from chaton.protocol.names import casefold
 from chaton.server import commands
 from chaton.server.admission import Admission
+from chaton.server.cert_watch import CertWatch
 from chaton.server.client_log import ClientLog
 from chaton.server.commands import Command, dispatch
 from chaton.server.history import keep_event
@@ -89,6 +90,7 @@ class ChatServer:
         self.registry: RoomRegistry | None = None  # likewise: registered rooms
         self.isupport = self._isupport()
         self.commands: dict[str, Command] = commands.table()
+        self.cert_watch = CertWatch(self)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int]]:
@@ -268,6 +270,7 @@ class ChatServer:
                 conn.send_msg("PING", self.name)
         if self.authority is not None:
             self.authority.tick(now)
+        self.cert_watch.tick()
         self.client_log.fold_expired(now)
 
     # --- ISUPPORT -------------------------------------------------------------------------
