@@ -18,7 +18,7 @@ from pathlib import Path
 from chaton import __version__, certs
 from chaton.config import ConfigError, Settings, load_settings
 from chaton.datadir import DataDirInUse, serving_pid
-from chaton.logsafe import SafeFormatter
+from chaton.logsafe import JsonFormatter, SafeFormatter
 from chaton.store import StoreError
 
 __all__ = ["main", "serve"]
@@ -31,9 +31,10 @@ SETTINGS_EPILOG += "\n".join(
 )
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         SafeFormatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
@@ -59,6 +60,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="event loop: uvloop when installed (pip install 'chaton[fast]'), "
                    "else asyncio's (default: auto)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines on stderr as text (default) or one JSON object each "
+                   "(for the journal or a log collector)")
     p.set_defaults(func=_run_serve)
 
 
@@ -104,7 +108,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     settings = _settings_from(args)
     made = certs.ensure_server_certs(settings.certs_dir, list(args.cert_host or ()))
     if made is not None:

@@ -14,9 +14,11 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 
-__all__ = ["SafeFormatter", "shown"]
+__all__ = ["JsonFormatter", "SafeFormatter", "shown"]
 
 
 def _escape(ch: str) -> str:
@@ -48,3 +50,19 @@ class SafeFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return "\n".join("  | " + shown(line) for line in stack_info.splitlines())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``serve --log-format json``, for the journal or a log
+    collector): ``time``, ``level``, ``message`` and ``traceback`` if any. JSON escapes
+    every control character itself, so a client's text can no more forge a line here."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True)

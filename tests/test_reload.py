@@ -151,3 +151,26 @@ def test_admins_are_warned_30_and_7_days_before_the_certificate_expires(
 def test_renewal_needs_the_ca_clients_trust(tmp_path: Path) -> None:
     done = run_chaton("certs", "--renew", "--certs-dir", str(tmp_path / "nothing-here"))
     assert done.returncode == 2 and "renewal needs the CA" in done.stderr
+
+
+class JsonServe(ServeProcess):
+    def command(self) -> list[str]:
+        return [*super().command(), "--log-format", "json"]
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    server = JsonServe(tmp_path).start()
+    try:
+        c = Irc(server.port, server.ca_file)
+        c.send("NICK evil\x1bnick")  # refused (432): whatever is logged stays one line
+        c.expect(lambda m: m.command == "432")
+        c.close()
+        mark = hup(server)
+        logged(server, "reloaded:", mark)
+    finally:
+        assert server.stop() == 0
+    entries = [json.loads(line) for line in server.log if line.strip()]
+    assert entries and all({"time", "level", "message"} <= set(e) for e in entries)
+    assert any("listening on" in e["message"] for e in entries)
