@@ -53,12 +53,12 @@ def test_dev_installs_per_command_and_per_marker(tmp_path: Path) -> None:
     dev(tmp_path, "chaton", "--version")
     assert len(pip_calls(tmp_path)) == 1  # marked: not again
 
-    # pyproject.toml newer than the markers: installed again.
-    future = time.time() + 5
-    os.utime(tmp_path / "pyproject.toml", (future, future))
+    # pyproject.toml newer than the marker: installed again.
+    past = time.time() - 100
+    os.utime(tmp_path / "pyproject.toml", (past + 50, past + 50))
+    os.utime(tmp_path / "venv" / ".installed-base", (past, past))
     dev(tmp_path, "serve")
     assert pip_calls(tmp_path)[1:] == ["-m pip install --quiet -e ."]
-    os.utime(tmp_path / "venv" / ".installed-base", (future + 1, future + 1))
 
     # bench (like test) needs the test set, which then also counts for serve.
     failed = dev(tmp_path, "bench", FAIL_PIP="1")
