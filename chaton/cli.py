@@ -89,16 +89,18 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     server = ChatServer(settings)
     attach_services(server)
     bound = await server.start()
-    for host, port in bound:
-        log.info("listening on %s port %d (TLS)", host, port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # Handlers first, then "listening": whoever waits for that line (a service manager,
+    # a test) may signal at once, and a stop must then be a clean one.
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     again = reload_settings or (lambda: settings)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, lambda: reload(server, again))
+    for host, port in bound:
+        log.info("listening on %s port %d (TLS)", host, port)
     if ready is not None:
         ready.set()
     await stop.wait()
