@@ -45,6 +45,7 @@ __all__ = [
     "Readable",
     "chathistory",
     "joined_only",
+    "parse_limit",
     "parse_ref",
     "readable",
     "replay_missed_private",
@@ -101,6 +102,14 @@ def parse_ref(text: str) -> Ref | None:
             return None  # a time without a zone means nothing to compare with
         return Ref(at=round(moment.timestamp() * 1000) / 1000)
     return None
+
+
+def parse_limit(text: str, most: int) -> int | None:
+    """A request's message count: a positive ASCII number, cut to ``most``; ``None`` if it
+    is not one (``isdigit`` alone would take other scripts' digits)."""
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        return None
+    return min(int(text), most)
 
 
 def _fail(conn: Session, code: str, *context: str) -> None:
@@ -215,11 +224,10 @@ def chathistory(server: ChatServer, conn: Session, msg: Message) -> Awaitable[No
     if len(params) < needed + 1:
         _fail(conn, "NEED_MORE_PARAMS", sub)
         return None
-    limit_text = params[needed]
-    if not limit_text.isascii() or not limit_text.isdigit() or int(limit_text) < 1:
-        _fail(conn, "INVALID_PARAMS", sub, limit_text[:32])
+    limit = parse_limit(params[needed], server.settings.chathistory_max)
+    if limit is None:
+        _fail(conn, "INVALID_PARAMS", sub, params[needed][:32])
         return None
-    limit = min(int(limit_text), server.settings.chathistory_max)
     if sub == "TARGETS":
         start, end = parse_ref(params[1]), parse_ref(params[2])
         if start is None or end is None or start.at is None or end.at is None:
@@ -283,6 +291,9 @@ async def _query(server: ChatServer, conn: Session, sub: str, target: str,
 
     rows = await history.read(run)
     if conn.closing:
+        return
+    if readable(server, conn, target) is None:  # kicked (or the room ended) meanwhile
+        _fail(conn, "INVALID_TARGET", sub, target[:64])
         return
     if rows is None:  # a msgid that is not in this conversation
         _fail(conn, "INVALID_PARAMS", sub, "msgid")

@@ -115,7 +115,9 @@ class _Batch:
         self.facts: list[tuple[str, tuple[object, ...]]] = []
         self.outs: list[Outgoing] = []  # whose lines must vanish if the commit fails
         self.failed: list[Callable[[], None]] = []
-        self.holds: list[tuple[HeldOutput, int]] = []
+        # One mark per connection, its latest: a queue held over several passes while a
+        # commit runs is written with one TLS record when it commits, not one per pass.
+        self.holds: dict[HeldOutput, int] = {}
         self.done: asyncio.Future[None] | None = None  # made only for a waiting sender
 
 
@@ -194,7 +196,7 @@ class History:
         holds = batch.holds
         for link in links:
             link.hold()
-            holds.append((link, link.sent_lines))
+            holds[link] = link.sent_lines
         return True
 
     def _submit(self) -> None:
@@ -222,7 +224,7 @@ class History:
             else:
                 log.error("history-write-failed rows=%d: %s", len(batch.rows), error)
                 self._withdraw(batch)
-            for link, mark in batch.holds:
+            for link, mark in batch.holds.items():
                 link.release(mark)
             if error is not None:
                 for failed in batch.failed:
@@ -238,8 +240,8 @@ class History:
         lines = {id(line) for out in batch.outs for line in out.encoded()}
         if not lines:
             return
-        later = self._open.holds if self._open is not None else []
-        for link in {link for link, _mark in (*batch.holds, *later)}:
+        later = self._open.holds if self._open is not None else {}
+        for link in {*batch.holds, *later}:
             link.blank(lines)
 
     async def maintain(self, work: Callable[[HistoryStore], T]) -> T:

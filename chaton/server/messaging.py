@@ -135,8 +135,8 @@ _TRANSIENT_TAGS = frozenset({"+typing", "+draft/typing"})
 
 
 def _to_peer(out: Outgoing, conn: Session, peer: Session, tagmsg: bool, echo: bool) -> None:
-    if peer.closing and peer is not conn:
-        return
+    """Deliver at once (a closing client has already left the nick table, so ``peer`` is
+    live), and echo to the sender if it asked."""
     if not tagmsg or peer.tag_mode & MESSAGE_TAGS:
         # To oneself, the delivery is not a reply (labeled-response): only the echo is,
         # so the delivery bypasses the reply capture.

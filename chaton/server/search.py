@@ -23,6 +23,7 @@ from chaton.protocol.message import Message, ProtocolError, parse_tags
 from chaton.server.chathistory import (
     Readable,
     joined_only,
+    parse_limit,
     parse_ref,
     readable,
     resolve,
@@ -66,11 +67,10 @@ def search(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] |
     if not words:
         _fail(conn, "INVALID_PARAMS", "Give text=<words> to search for")
         return None
-    limit_text = attrs.get("limit", "50")
-    if not limit_text.isascii() or not limit_text.isdigit() or int(limit_text) < 1:
+    limit = parse_limit(attrs.get("limit", "50"), server.settings.chathistory_max)
+    if limit is None:
         _fail(conn, "INVALID_PARAMS", "limit must be a positive number")
         return None
-    limit = min(int(limit_text), server.settings.chathistory_max)
     bounds: list[float | None] = []
     for key in ("after", "before"):
         if key not in attrs:

@@ -245,9 +245,9 @@ class TlsConnection(asyncio.Protocol):
 
     def release(self, mark: int) -> None:
         """Write the lines queued before ``mark`` (a count of :attr:`sent_lines`)."""
-        count = mark - self._written
+        count = mark - self._written  # <= 0: written already (or discarded)
         if count > 0 or self._farewell is not None:
-            self._emit(count)
+            self._emit(max(count, 0))
 
     def blank(self, lines: set[int]) -> None:
         """Drop the queued lines whose ``id`` is in ``lines``: a failed commit's messages
