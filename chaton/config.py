@@ -202,6 +202,31 @@ class Settings:
                       "disk (bounds the memory a slow disk can take)"),
     )
 
+    # --- web (browsers on the TLS listener) --------------------------------------------------
+    web: bool = field(
+        default=True,
+        metadata=_doc("serve the web client, IRC over WebSocket (/ws) and /metrics over HTTPS"
+                      " on the TLS listener"),
+    )
+    web_port: int = field(
+        default=0, metadata=_doc("an extra TLS port for browsers (same certificate); 0 = none")
+    )
+    web_origins: str = field(
+        default="",
+        metadata=_doc("origins allowed to open the WebSocket, comma-separated; empty: the "
+                      "server's own names (server_name and the certificate's names)"),
+    )
+    http_max_header_bytes: int = field(
+        default=16384, metadata=_doc("longest HTTP request head (request line and headers)")
+    )
+    http_requests_per_connection: int = field(
+        default=100, metadata=_doc("HTTP requests one keep-alive connection may make")
+    )
+    metrics_token: str = field(
+        default="",
+        metadata=_doc("bearer token /metrics requires; empty: /metrics answers loopback only"),
+    )
+
     # --- database --------------------------------------------------------------------------
     db_poll_interval: float = field(
         default=1.0, metadata=_doc("seconds between looks for changes the admin CLI committed")
@@ -310,6 +335,7 @@ def _validate(s: Settings, source: str) -> None:
         "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "hash_workers",
         "hash_queue_limit", "login_failure_window", "db_poll_interval", "chathistory_max",
         "history_max_pending", "history_purge_interval", "history_purge_chunk",
+        "http_max_header_bytes", "http_requests_per_connection",
     ]
     for name in positive:
         if getattr(s, name) <= 0:
@@ -327,6 +353,8 @@ def _validate(s: Settings, source: str) -> None:
     for name in _ZERO_MEANS_UNLIMITED:
         if getattr(s, name) < 0:
             raise ConfigError(f"{source}: setting {name!r} cannot be negative (0 = unlimited)")
+    if not 0 <= s.web_port <= 65535:
+        raise ConfigError(f"{source}: web_port must be 0..65535 (0 = no extra port)")
     if not 0 <= s.port <= 65535:
         raise ConfigError(f"{source}: port must be 0..65535 (0 picks a free port)")
     if s.max_line_bytes < 64:

@@ -55,6 +55,9 @@ def server_context(certfile: str | Path, keyfile: str | Path) -> ssl.SSLContext:
     # No TLS 1.3 session tickets: IRC clients hold one long connection and rarely resume,
     # while two tickets per handshake cost both ends CPU on every connect.
     ctx.num_tickets = 0
+    # Browsers offer ALPN (h2, http/1.1); IRC clients offer none. Agreeing on http/1.1
+    # tells the transport at once that this connection is a browser's (chaton.web).
+    ctx.set_alpn_protocols(["http/1.1"])
     ctx.load_cert_chain(certfile=str(certfile), keyfile=str(keyfile))
     return ctx
 

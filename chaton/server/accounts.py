@@ -146,7 +146,9 @@ class AccountService:
         # People type passwords into the name field ('PASS Tr0ub4dor:horse'): a name is
         # logged only when it is an account's.
         logged_name = account.name if account is not None else "(no such account)"
+        counts = self.server.metrics.logins
         if attempt is None:
+            counts["throttled"] += 1
             self.server.client_log(conn.group, logging.INFO, "login-throttled ip=%s account=%s",
                                    conn.ip, logged_name)
             return LoginRefusal.THROTTLED
@@ -159,15 +161,18 @@ class AccountService:
             # Not the client's fault: give the attempt back, say so distinctly.
             self.limits.by_group.refund(attempt.group, attempt.at)
             self.limits.by_account.refund(attempt.account, attempt.at)
+            counts["busy"] += 1
             self.server.client_log(conn.group, logging.WARNING, "login-busy ip=%s: %s",
                                    conn.ip, exc)
             return LoginRefusal.BUSY
         finally:
             self._settle(attempt)  # whatever happened, even a cancellation
         if not ok or account is None:
+            counts["failed"] += 1
             self.server.client_log(conn.group, logging.INFO, "login-failed ip=%s account=%s",
                                    conn.ip, logged_name)
             return LoginRefusal.WRONG
+        counts["ok"] += 1
         self.limits.succeeded(attempt, time.monotonic())
         if rehash:
             await self._rehash(account, password)

@@ -43,6 +43,8 @@ from chaton.server.state import ServerState
 from chaton.server.throttle import SlidingWindowCounter
 from chaton.server.transport.tls_connection import TlsConnection
 from chaton.server.whowas import WhoWas
+from chaton.web.origins import certificate_names, configured_origins, own_origins
+from chaton.web.static_files import load_assets
 
 if TYPE_CHECKING:
     from chaton.server.accounts import AccountService
@@ -91,25 +93,46 @@ class ChatServer:
         self.isupport = self._isupport()
         self.commands: dict[str, Command] = commands.table()
         self.cert_watch = CertWatch(self)
+        self.web_assets = load_assets()  # the web client, served from memory
+        self.ports: list[int] = []  # every port we listen on (known once started)
+        self.web_origins: frozenset[str] = frozenset()  # refreshed by refresh_web_origins
+        from chaton.server.metrics import Metrics
+
+        self.metrics = Metrics(self)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int]]:
         """Listen; return the bound (host, port) pairs (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
         hosts = [h.strip() for h in self.settings.host.split(",") if h.strip()]
-        port = self.settings.port
         bound: list[tuple[str, int]] = []
-        for host in hosts:  # one port for all addresses, even when port 0 picks it
-            server = await loop.create_server(
-                lambda: TlsConnection(self), host, port, reuse_address=True, backlog=1024
-            )
-            self._servers.append(server)
-            bound += [s.getsockname()[:2] for s in server.sockets]
-            port = bound[0][1]
+        ports = [self.settings.port] + ([self.settings.web_port] if self.settings.web_port
+                                        else [])
+        for wanted in ports:
+            port = wanted
+            first = len(bound)
+            for host in hosts:  # one port for all addresses, even when port 0 picks it
+                server = await loop.create_server(
+                    lambda: TlsConnection(self), host, port, reuse_address=True, backlog=1024
+                )
+                self._servers.append(server)
+                bound += [s.getsockname()[:2] for s in server.sockets]
+                port = bound[first][1]
+        self.ports = sorted({p for _, p in bound})
+        self.refresh_web_origins()
         self._sweeper = asyncio.create_task(self._sweep_forever())
         if self.retention is not None:
             self._purger = asyncio.create_task(self.retention.run_forever())
         return bound
+
+    def refresh_web_origins(self) -> None:
+        """Which pages may open a WebSocket here (at start and on every reload)."""
+        s = self.settings
+        if s.web_origins.strip():
+            self.web_origins = configured_origins(s.web_origins)
+        else:
+            names = [s.server_name, *certificate_names(s.cert_file)]
+            self.web_origins = own_origins(names, self.ports)
 
     async def close(self, reason: str = "Server shutting down") -> None:
         """Stop listening, say ``ERROR`` to every client, wait briefly for them to go."""
@@ -151,6 +174,7 @@ class ChatServer:
 
     def on_registered(self, conn: Session) -> None:
         self.admission.registered(conn)
+        self.metrics.registrations += 1
         self.monitor.online(conn)
         self.max_seen = max(self.max_seen, len(self.state.nicks))  # users, not connections
 

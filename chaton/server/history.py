@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from chaton.history_store import HistoryStore, NewMessage, guest_party, room_key
 from chaton.protocol.names import casefold
+from chaton.server.metrics import COMMIT_BUCKETS, Histogram
 from chaton.store import StoreError
 
 if TYPE_CHECKING:
@@ -137,6 +139,8 @@ class History:
         self.pending = 0  # rows recorded and not yet committed
         self.committed = 0  # rows, for metrics and tests
         self.batches = 0
+        self.commit_latency = Histogram(COMMIT_BUCKETS)  # seconds per group commit
+        self._commit_started = 0.0
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -205,6 +209,7 @@ class History:
         if batch is None or self._committing is not None:
             return
         self._open, self._committing = None, batch
+        self._commit_started = time.perf_counter()
         future = asyncio.wrap_future(self._writer.submit(self._append, batch))
         future.add_done_callback(lambda f: self._committed(f, batch))
 
@@ -215,6 +220,7 @@ class History:
 
     def _committed(self, future: asyncio.Future[None], batch: _Batch) -> None:
         self._committing = None
+        self.commit_latency.observe(time.perf_counter() - self._commit_started)
         self.pending -= len(batch.rows) + len(batch.facts)
         error = future.exception()
         try:

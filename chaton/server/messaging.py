@@ -62,6 +62,7 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
     account = conn.account
     pending: Awaitable[None] | None = None
     bot = "B" in conn.user_modes
+    metrics = server.metrics
     history = server.history if keep else None
     for target in targets:
         body = (target,) if tagmsg else (target, text)
@@ -98,6 +99,8 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
                 out.send_to_tagged(room.members, skip=None if echo else conn)
             else:
                 out.send_to(room.members, skip=None if echo else conn)
+            metrics.messages += 1
+            metrics.deliveries += len(room.members) - (not echo)
             if history is not None:
                 history.record(
                     stored(out, conn, command, room_target(room), room.name, body[1:], tags),
@@ -115,6 +118,8 @@ def relay(server: ChatServer, conn: Session, msg: Message) -> Awaitable[None] | 
             out = Outgoing(conn.source, command, (peer.name, *body[1:]), tags,
                            msgid=new_msgid(), account=account, bot=bot)
             _to_peer(out, conn, peer, tagmsg, echo)
+            metrics.messages += 1
+            metrics.deliveries += 1
             if history is not None:
                 mine, theirs = party(conn), party(peer)
                 history.record(

@@ -40,7 +40,7 @@ RESTART_ONLY = frozenset({
     "hash_queue_limit", "hash_queue_per_ip", "argon2_time_cost", "argon2_memory_kib",
     "argon2_parallelism", "db_poll_interval", "ipv4_prefix", "ipv6_prefix",
     "login_failures_per_ip", "login_failures_per_account", "login_failure_window",
-    "login_known_address_ttl", "rooms_created_per_ip", "rooms_created_window",
+    "login_known_address_ttl", "rooms_created_per_ip", "rooms_created_window", "web_port",
 })
 
 
@@ -67,6 +67,7 @@ def reload(server: ChatServer, load: Callable[[], Settings]) -> bool:
     else:
         server.ssl_context = context
     apply_settings(server, new)
+    server.refresh_web_origins()  # the certificate's names or web_origins may have changed
     if cert_ok:
         server.cert_watch.loaded()  # watch the expiry of the certificate now in use
     changed = sorted(f.name for f in dataclasses.fields(Settings)

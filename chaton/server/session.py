@@ -94,6 +94,10 @@ class Link(Protocol):
     def description(self) -> str:
         """How the client is connected, for the log (protocol version, cipher)."""
 
+    @property
+    def restarts_clock(self) -> bool:
+        """Whether the link became ready later than the connection (a WebSocket upgrade)."""
+
 
 class Session(Registration):
     """A connected client and everything the server knows about it."""
@@ -249,6 +253,7 @@ class Session(Registration):
                 # made (the client's own rate) is cut off.
                 self.link.pause_reading()
             else:
+                self.server.metrics.disconnects["flood"] += 1
                 self.quit("Excess flood")
 
     def _process_inbox(self) -> None:
@@ -406,8 +411,16 @@ class Session(Registration):
         self.link.abort(deliver=deliver)
 
     def link_ready(self) -> None:
-        """The link can carry lines now (the TLS handshake is done)."""
+        """The link can carry lines now (the TLS handshake is done, or for a browser the
+        WebSocket upgrade: the registration and first-line clocks start again then, so
+        time spent loading the page is not counted against the chat connection)."""
+        if self.linked:
+            return
         self.linked = True
+        if self.link.restarts_clock:
+            now = time.monotonic()
+            self.connected_at = self.last_active = now
+            self.deadline = now + self.server.settings.registration_timeout
         self.server.on_link_ready(self)
 
     def link_dropped(self, reason: str) -> None:
@@ -419,6 +432,7 @@ class Session(Registration):
         if self.closing or self.close_reason:
             return
         self.close_reason = reason
+        self.server.metrics.disconnects["sendq"] += 1
         asyncio.get_running_loop().call_soon(self.server.on_closing, self)
 
     def link_lost(self, exc: Exception | None) -> None:

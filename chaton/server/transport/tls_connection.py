@@ -21,6 +21,12 @@ Invariants:
   it and destroy the bytes still in flight, the reason included.
 - A handshake not finished within ``tls_handshake_timeout`` is aborted by this transport's
   own timer; registration and ping timeouts belong to the session.
+- Browsers share the listener: a connection whose ALPN is ``http/1.1``, or whose first
+  plaintext bytes are an HTTP request line, is handed to an :class:`HttpPeer` (files,
+  ``/metrics``); a WebSocket upgrade turns it into an IRC link whose lines travel as
+  WebSocket frames (:class:`WebSocketLink`). The session only learns of the link when it
+  can carry IRC (``link_ready``), so an HTTP-only connection never talks IRC. Everything
+  above (bounded queue, SendQ, marks, farewell) holds the same for a WebSocket link.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ import logging
 import socket
 import ssl
 import sys
+import time
 from typing import TYPE_CHECKING, cast
 
 from chaton.server.session import Session
 from chaton.server.transport.tls_stream import TLS_RECORD_HANDSHAKE, TlsClosed, TlsStream
+from chaton.web.http_peer import HttpPeer, looks_like_http
+from chaton.web.websocket import WebSocketLink
 
 if TYPE_CHECKING:
     from chaton.server.app import ChatServer
@@ -48,6 +57,14 @@ PLAINTEXT_REPLY = (
     b"ERROR :chaton speaks TLS only. Connect with TLS (e.g. chaton connect, or your IRC "
     b"client's TLS option) to this port.\r\n"
 )
+_PLAINTEXT_HTTP_BODY = b"chaton speaks TLS only: open this address with https:// instead.\n"
+PLAINTEXT_HTTP_REPLY = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\nContent-Length: " + str(len(_PLAINTEXT_HTTP_BODY)).encode()
+    + b"\r\n\r\n" + _PLAINTEXT_HTTP_BODY
+)
+#: WebSocket close codes that are a normal goodbye, not an error.
+_NORMAL_CLOSE = (1000, 1001, 1005)
 
 
 def peer_ip(transport: asyncio.BaseTransport) -> str:
@@ -74,10 +91,12 @@ class TlsConnection(asyncio.Protocol):
         "_drain",
         "_farewell",
         "_framer",
+        "_fresh",
         "_handshake_timer",
         "_out",
         "_out_bytes",
         "_paused",
+        "_sniff",
         "_written",
         "sent_lines",
         "server",
@@ -85,6 +104,8 @@ class TlsConnection(asyncio.Protocol):
         "tls",
         "tls_ready",
         "transport",
+        "web",
+        "ws",
     )
 
     def __init__(self, server: ChatServer) -> None:
@@ -105,11 +126,25 @@ class TlsConnection(asyncio.Protocol):
         self._paused = False  # reading paused by the session (resume is called often)
         self._written = 0  # lines taken from the queue so far (written or discarded)
         self._farewell: bytes | None = None  # a close waiting for held lines to go first
+        self._fresh = True  # no plaintext yet: it may still turn out to be HTTP
+        self._sniff = b""  # the first plaintext bytes, while too few to tell
+        self.web: HttpPeer | None = None  # a browser's HTTP requests (before any upgrade)
+        self.ws: WebSocketLink | None = None  # IRC over WebSocket
 
     @property
     def description(self) -> str:
         tls = self.tls
-        return f"tls={tls.version} cipher={tls.cipher}" if tls is not None else "tls=none"
+        text = f"tls={tls.version} cipher={tls.cipher}" if tls is not None else "tls=none"
+        ws = self.ws
+        return text if ws is None else f"{text} websocket={'binary' if ws.binary else 'text'}"
+
+    @property
+    def restarts_clock(self) -> bool:
+        return self.ws is not None
+
+    @property
+    def peer_ip(self) -> str:
+        return self.session.ip if self.session is not None else "unknown"
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,7 +185,7 @@ class TlsConnection(asyncio.Protocol):
         tls = self.tls
         if tls is None:
             if data[0] != TLS_RECORD_HANDSHAKE:
-                self._refuse_plaintext(session)
+                self._refuse_plaintext(session, data)
                 return
             tls = self.tls = TlsStream(self.server.ssl_context)
         try:
@@ -172,11 +207,41 @@ class TlsConnection(asyncio.Protocol):
                 return
             self.tls_ready = True
             self._cancel_handshake_timer()
-            session.link_ready()
-            if session.closing:
-                return
+            if tls.alpn == "http/1.1" and self.server.settings.web:
+                self._fresh = False
+                self.web = HttpPeer(self, self.server.web_assets)
+            else:
+                session.link_ready()
+                if session.closing:
+                    return
         if plain:
-            session.lines_received(self._framer.feed(plain))
+            if self._fresh:
+                plain = self._first_plaintext(plain)
+                if not plain:
+                    return
+            if self.ws is not None:
+                self._ws_received(self.ws, session, plain)
+            elif self.web is not None:
+                self.web.receive(plain)
+            else:
+                session.lines_received(self._framer.feed(plain))
+
+    def _first_plaintext(self, plain: bytes) -> bytes:
+        """Tell a browser from an IRC client by its first bytes (for clients without ALPN);
+        return the bytes to go on with (none while too few to tell)."""
+        if not self.server.settings.web:
+            self._fresh = False
+            return plain
+        plain = self._sniff + plain
+        verdict = looks_like_http(plain)
+        if verdict is None:
+            self._sniff = plain  # fewer bytes than the longest method name: wait
+            return b""
+        self._fresh = False
+        self._sniff = b""
+        if verdict:
+            self.web = HttpPeer(self, self.server.web_assets)
+        return plain
 
     def eof_received(self) -> bool | None:
         if self._closed:  # the peer read our last words and closed: finish politely
@@ -205,15 +270,73 @@ class TlsConnection(asyncio.Protocol):
                                    self.session.ip)
             self.session.abort("TLS handshake timeout")
 
-    def _refuse_plaintext(self, session: Session) -> None:
+    def _refuse_plaintext(self, session: Session, data: bytes) -> None:
         self.server.client_log(
             session.group, logging.INFO,
             "not-tls ip=%s hint=the client sent plain text to the TLS port; "
             "enable TLS in the client",
             session.ip,
         )
-        self._write_raw(PLAINTEXT_REPLY)
+        browser = self.server.settings.web and looks_like_http(data)
+        self._write_raw(PLAINTEXT_HTTP_REPLY if browser else PLAINTEXT_REPLY)
         session.abort("Not TLS", deliver=True)
+
+    # --- the web side (WebHost for HttpPeer) ----------------------------------------------
+    def write_plain(self, data: bytes) -> None:
+        """Encrypt and write ``data`` now (HTTP responses and WebSocket control frames)."""
+        tls = self.tls
+        if data and tls is not None and self.tls_ready and not self._closed:
+            try:
+                self._write_raw(tls.encrypt(data))
+            except ssl.SSLError:
+                if self.session is not None:
+                    self.session.abort("TLS error")
+
+    def end_http(self) -> None:
+        """The HTTP side is done with this connection: close_notify, then close."""
+        session = self.session
+        if self._closed or session is None:
+            return
+        if self.tls is not None and self.tls_ready:
+            self._write_raw(self.tls.close())
+        session.abort("HTTP connection done", deliver=True)
+
+    def http_request(self) -> None:
+        self.server.metrics.http_requests += 1
+        if self.session is not None:
+            self.session.last_active = time.monotonic()
+
+    def client_log(self, level: int, msg: str, *args: object) -> None:
+        if self.session is not None:
+            self.server.client_log(self.session.group, level, msg, *args)
+
+    def upgrade(self, link: WebSocketLink, trailing: bytes) -> None:
+        """The browser's connection carries IRC from now on."""
+        session = self.session
+        self.web = None
+        self.ws = link
+        self.server.metrics.websocket_upgrades += 1
+        if session is None:
+            return
+        session.link_ready()
+        if trailing and not session.closing:
+            self._ws_received(link, session, trailing)
+
+    def _ws_received(self, ws: WebSocketLink, session: Session, data: bytes) -> None:
+        lines = ws.receive(data)
+        if ws.control:
+            self.write_plain(b"".join(ws.control))
+            ws.control.clear()
+        if lines:
+            session.lines_received(lines)
+        closed = ws.closed_by_peer
+        if closed is not None and not session.closing:
+            code, reason = closed
+            if code in _NORMAL_CLOSE:
+                session.abort("Connection closed", deliver=True)
+            else:  # a protocol error wsproto found: say so in a close frame
+                self.write_plain(ws.close_frame(code, reason))
+                session.abort(f"WebSocket error: {reason or code}", deliver=True)
 
     # --- output ---------------------------------------------------------------------------
     def send(self, line: bytes) -> None:
@@ -261,16 +384,27 @@ class TlsConnection(asyncio.Protocol):
     def _emit(self, count: int) -> None:
         """Write the first ``count`` queued lines (all of them if ``count`` is more)."""
         out = self._out
+        ws = self.ws
         if count >= len(out):
-            data = out[0] if len(out) == 1 else b"".join(out)
+            if ws is not None:
+                data = ws.frame(out)
+            elif len(out) == 1:
+                data = out[0]
+            else:
+                data = b"".join(out)
             self._written += len(out)
             out.clear()
             self._out_bytes = 0
         else:
-            data = b"".join(out[:count])
+            part = out[:count]
             del out[:count]
             self._written += count
-            self._out_bytes -= len(data)
+            if ws is None:
+                data = b"".join(part)
+                self._out_bytes -= len(data)
+            else:
+                self._out_bytes -= sum(map(len, part))
+                data = ws.frame(part)
         transport = self.transport
         tls = self.tls
         if data and transport is not None and tls is not None and self.tls_ready:
@@ -358,9 +492,18 @@ class TlsConnection(asyncio.Protocol):
     def _say_goodbye(self, farewell: bytes) -> None:
         out = self._out
         if self.tls is not None and self.tls_ready and self.transport is not None:
-            out.append(farewell)
-            with contextlib.suppress(ssl.SSLError):
-                self._write_raw(self.tls.encrypt(b"".join(out)))
+            ws = self.ws
+            if ws is not None:  # the last lines, ERROR among them, then a close frame
+                out.append(farewell)
+                data = ws.frame(out) + ws.close_frame(1000)
+            elif self.web is not None:
+                data = b""  # an HTTP connection is not told IRC words
+            else:
+                out.append(farewell)
+                data = b"".join(out)
+            if data:
+                with contextlib.suppress(ssl.SSLError):
+                    self._write_raw(self.tls.encrypt(data))
             self._write_raw(self.tls.close())
         self._discard()
         self._linger()

@@ -44,6 +44,11 @@ class TlsStream:
         return self._obj.version()
 
     @property
+    def alpn(self) -> str | None:
+        """The application protocol the client and we agreed on (``http/1.1`` or none)."""
+        return self._obj.selected_alpn_protocol()
+
+    @property
     def cipher(self) -> str | None:
         info = self._obj.cipher()
         return info[0] if info else None
