@@ -999,6 +999,13 @@ class Store:
             self._audit_row(db, entry)
         return entry
 
+    def recent_audit(self, limit: int) -> list[AuditEntry]:
+        """The newest ``limit`` audit lines, oldest first."""
+        rows = self._conn().execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at DESC, id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [AuditEntry(*row) for row in reversed(rows)]
+
     def audit_since(self, since: float | None = None) -> list[AuditEntry]:
         """Audit lines at or after ``since`` (all without it), oldest first."""
         sql = f"SELECT {_AUDIT_COLUMNS} FROM audit"

@@ -206,6 +206,30 @@ def test_uban_list_info_del(server: RunningServer) -> None:
     assert actions.count("ban.add") == 1 and actions.count("ban.del") == 1
 
 
+def test_audit_shows_the_newest_lines_to_admins_only(server: RunningServer) -> None:
+    """What the web panel shows: the CLI's and the server's actions, newest last."""
+    boss = admin_client(server)
+    config = server.settings.data_dir.parent / "cli.toml"
+    config.write_text("".join(f"{k} = {v}\n" for k, v in FAST_HASH.items()))
+    result = run_chaton("ban", "add", "nick:cli-banned", "--reason", "from the shell",
+                        "--data-dir", str(server.settings.data_dir), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    boss.send("UBAN ADD nick:irc-banned :from irc")
+    boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Banned"))
+    boss.send("AUDIT 2")
+    first = boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Audit: "))
+    second = boss.expect("NOTICE", where=lambda m: m.params[-1].startswith("Audit: "))
+    assert " cli:" in first.params[-1]
+    assert "ban.add cli-banned: from the shell" in first.params[-1]
+    assert " boss ban.add irc-banned: from irc" in second.params[-1]
+    boss.expect("NOTICE", where=lambda m: m.params[-1] == "End of audit log (2 shown)")
+    boss.send("AUDIT lots")
+    boss.expect("FAIL", "AUDIT", "INVALID_PARAMS")
+    other = server.client("nosy")
+    other.send("AUDIT")
+    other.expect("481")
+
+
 def test_a_long_ban_list_is_capped_not_a_sendq_drop(start_server: StartServer) -> None:
     server = start_server(sendq_bytes=65536)
     with Store(server.settings.db_file) as store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from chaton.protocol import numerics as num
@@ -68,6 +69,28 @@ async def _kill(server: ChatServer, conn: Session, victim: Session, reason: str)
         return
     victim.quit(f"Killed by {conn.name}: {reason}")
     _note(server, conn, f"Killed {victim.name}: {reason}")
+
+
+# AUDIT [<count>]
+def audit(server: ChatServer, conn: Session, msg: Message) -> None:
+    """The newest audit lines as NOTICEs (what ``chaton audit`` prints on the server), so
+    an admin in a client (the web panel) sees who did what without a shell."""
+    shown = server.settings.max_list_replies
+    wanted = msg.param(0)
+    if wanted and not wanted.isdigit():
+        conn.send_msg("FAIL", "AUDIT", "INVALID_PARAMS", "AUDIT takes a count of lines")
+        return
+    count = min(int(wanted), shown) if wanted else min(50, shown)
+    try:
+        entries = _service(server).store.recent_audit(count)
+    except StoreError as exc:
+        store_failure(conn, "AUDIT", "the audit log could not be read", exc)
+        return
+    for e in entries:
+        when = datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = f"Audit: {when} {e.actor} {e.action} {e.target or '-'}"
+        _note(server, conn, f"{line}: {e.reason}" if e.reason else line)
+    _note(server, conn, f"End of audit log ({len(entries)} shown)")
 
 
 # UBAN ADD <target> [DURATION <duration>] [FORCE] [REASON...]

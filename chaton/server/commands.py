@@ -112,6 +112,7 @@ def table() -> dict[str, Command]:
         "CHANSERV": c(chanserv.command, "CHANSERV <command> [<args>]"),
         "CS": c(chanserv.command, "CS <command> [<args>]"),
         "KILL": c(admin.kill, "KILL <nick> :<reason>", 1, admin=True),
+        "AUDIT": c(admin.audit, "AUDIT [<count>]", 0, admin=True),
         "UBAN": c(admin.uban, "UBAN ADD|DEL|LIST|INFO [<target>] [DURATION <d>] [FORCE] "
                   "[<reason>]", 1, admin=True),
     }
