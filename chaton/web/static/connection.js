@@ -9,6 +9,7 @@
  * - It does not come back when we were sent away on purpose (KILL, ban) or a login failed:
  *   the session calls `stop()` with the reason, and that reason is what the page shows.
  * - One WebSocket message is one IRC line, without CR LF.
+ * - When the browser says it is back online, a waiting reconnect is tried at once.
  *
  * @module connection
  */
@@ -42,6 +43,8 @@ export class Connection {
     this.openedAt = 0;
     this.timer = 0;
     this.everOpened = false;
+    // Back on the network (laptop lid, train tunnel): try at once instead of waiting.
+    window.addEventListener("online", () => this.retryNow());
   }
 
   get url() {
