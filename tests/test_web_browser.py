@@ -328,6 +328,9 @@ def test_two_people_a_client_an_admin_and_a_restart(
     alice.get_by_role("button", name="Show conversations").click()
     expect(alice.locator("#sidebar")).to_be_visible()
     shot(alice, "phone-sidebar")
+    alice.emulate_media(color_scheme="dark")
+    alice.set_viewport_size({"width": 1280, "height": 800})
+    shot(alice, "room-dark")
 
     a.clean()
     b.clean()
@@ -340,7 +343,7 @@ def test_guest_keyboard_and_slash_commands(
     w = open_app(browser, server)
     page = w.page
     page.get_by_role("tab", name="Guest").click()
-    page.get_by_label("Nickname").fill("gus")
+    page.locator("#login-nick").fill("gus")
     page.get_by_role("button", name="Join as guest").click()
     expect(page.locator("body")).to_have_attribute("data-status", "online")
     irc: IrcClient = server.client("frank").join("#one")
@@ -376,7 +379,10 @@ def test_guest_keyboard_and_slash_commands(
     irc.expect("PART", "#one")
     expect(conv_button(page, "#one")).to_have_count(0)
 
+    irc.join("#two")
+    expect(page.locator("#member-list .member-nick", has_text="frank")).to_be_visible()
     say(page, "/quit bye")
     expect(page.locator("#ended-view")).to_be_visible()
+    expect(page.locator("#ended-title")).to_have_text("Signed out")
     irc.expect("QUIT", where=lambda m: "bye" in m.param(0))
     w.clean()

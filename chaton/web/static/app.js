@@ -197,8 +197,13 @@ function startChat(login) {
     saveRooms();
   });
   session.on("joined", (conv) => {
-    if (!active || conv.wantOpen || (active === conv)) { conv.wantOpen = false; openConv(conv); }
-    header();
+    if (!active || conv.wantOpen) {
+      conv.wantOpen = false;
+      openConv(conv);
+    } else if (conv === active) {
+      header();
+      members.render(conv);
+    }
     saveRooms();
   });
   session.on("left", (conv) => { announce(`You left ${conv.name}`); saveRooms(); });

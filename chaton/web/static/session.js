@@ -799,6 +799,7 @@ Session.prototype.onText = function onText(msg) {
     // A server's notice: admin replies to the panel, the rest to the active view.
     const plain = stripFormatting(text);
     if (ADMIN_NOTICE.test(plain)) this.emit("admin-notice", plain);
+    else if (plain.startsWith("*** ")) this.emit("announcement", plain);
     else this.emit("notice", plain);
     return;
   }

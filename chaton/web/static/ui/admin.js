@@ -57,6 +57,8 @@ export class AdminPanel {
     session.on("who", (rows) => this.showOnline(rows));
     session.on("admin-notice", (text) => this.onNotice(text));
     session.on("admin-error", (text) => this.say(text, true));
+    // "*** alice ban.add account:bob (...)": what admins do, announced to every admin.
+    session.on("announcement", (text) => { if (session.isOper) this.say(text.replace(/^\*\*\* /, "")); });
     session.on("registered", () => this.render());
   }
 
@@ -119,8 +121,9 @@ export class AdminPanel {
       const target = r.account ? `account:${r.account}` : r.nick;
       this.online.append(el("li", { class: "admin-row", dataset: { nick: r.nick } },
         el("div", { class: "admin-row-main" },
-          el("strong", { class: "admin-nick", text: r.nick }),
-          r.flags.includes("*") ? el("span", { class: "tag", text: "admin" }) : null,
+          el("span", { class: "admin-title" },
+            el("strong", { class: "admin-nick", text: r.nick }),
+            r.flags.includes("*") ? el("span", { class: "tag", text: "admin" }) : null),
           el("span", { class: "admin-detail", text: `${r.account ? `account ${r.account}` : "guest"} · ${r.ip && r.ip !== "255.255.255.255" ? r.ip : r.host}` })),
         me ? el("span", { class: "you", text: "you" }) : el("div", { class: "admin-row-actions" },
           el("button", { type: "button", class: "danger-outline", text: "Kick", "aria-label": `Disconnect ${r.nick} from the server`, onclick: () => this.kill(r.nick) }),
