@@ -182,7 +182,7 @@ def message(page: Page, text: str) -> Any:
 
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), animations="disabled")
 
 
 def test_two_people_a_client_an_admin_and_a_restart(

@@ -231,8 +231,8 @@ function startChat(login) {
     byId("open-admin").classList.add("on");
     if (active) members.render(active);
   });
-  session.on("gap", ({ conv, added }) => {
-    session.info(conv.name, `${added} message${added === 1 ? "" : "s"} while you were away`, "event");
+  session.on("gap", ({ conv, added, firstMs }) => {
+    session.info(conv.name, `${added} message${added === 1 ? "" : "s"} while you were away`, "event", firstMs - 1);
   });
   session.on("registered", ({ again }) => {
     byId("server-name").textContent = session.serverName || "chaton";

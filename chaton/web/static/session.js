@@ -230,13 +230,13 @@ export class Session {
     };
   }
 
-  info(target, text, kind = "info") {
+  info(target, text, kind = "info", ms = Date.now()) {
     const conv = target ? this.conv(target) : null;
     if (!conv) {
       this.emit("notice", text);
       return;
     }
-    conv.insert({ id: localId(), msgid: "", ms: Date.now(), stamp: "", nick: "", kind, text,
+    conv.insert({ id: localId(), msgid: "", ms, stamp: "", nick: "", kind, text,
       self: false, mention: false, fresh: false });
     this.emit("messages", { conv, live: true });
   }
@@ -465,11 +465,15 @@ export class Session {
     const kind = req ? req.kind : "latest";
     const fresh = kind === "gap";
     let added = 0;
+    let firstMs = Infinity;
     const texts = batch.lines.filter((m) => m.command === "PRIVMSG" || m.command === "NOTICE");
     for (const m of texts) {
       const e = this.entryOf(m, fresh);
       if (!e || (e.msgid && !this.firstSight(e.msgid))) continue;
-      if (conv.insert(e)) added += 1;
+      if (conv.insert(e)) {
+        added += 1;
+        firstMs = Math.min(firstMs, e.ms);
+      }
     }
     if (kind === "before") conv.loadingOlder = false;
     if ((kind === "latest" || kind === "before") && req && texts.length < req.limit) conv.complete = true;
@@ -478,7 +482,7 @@ export class Session {
     }
     this.emit("messages", { conv, live: false, prepended: kind === "before", added, gap: fresh });
     if (fresh && added) {
-      this.emit("gap", { conv, added });
+      this.emit("gap", { conv, added, firstMs });
     }
   }
 }

@@ -57,7 +57,7 @@ export class MessageView {
     this.root = root;
     this.hooks = hooks;
     this.conv = null;
-    this.dividerAfter = null;
+    this.dividerBefore = null;
     this.empty = root.querySelector("#empty-state");
     root.addEventListener("scroll", () => {
       if (this.conv && root.scrollTop < 60) this.hooks.older(this.conv);
@@ -67,7 +67,12 @@ export class MessageView {
   /** Open `conv` (null: the empty state). */
   show(conv) {
     this.conv = conv;
-    this.dividerAfter = conv ? conv.readUpTo : null;
+    // The "New" line goes above what was unread when the conversation was opened, and
+    // stays there: lines arriving while it is open are read as they come.
+    const upTo = conv ? conv.readUpTo : null;
+    const first = conv && conv.messages.find((m) => TEXT_KINDS.has(m.kind) && !m.self
+      && (upTo !== null ? m.ms > upTo : m.fresh));
+    this.dividerBefore = first ? first.id : null;
     this.render({ toBottom: true });
   }
 
@@ -95,8 +100,7 @@ export class MessageView {
         lastDay = day;
         last = null;
       }
-      if (!dividerShown && this.dividerAfter !== null && TEXT_KINDS.has(m.kind) && !m.self
-          && m.ms > this.dividerAfter) {
+      if (!dividerShown && m.id === this.dividerBefore) {
         root.append(el("div", { class: "new-divider", role: "separator", "aria-label": "New messages" }, el("span", { text: "New" })));
         dividerShown = true;
         last = null;
