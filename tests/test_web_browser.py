@@ -227,9 +227,20 @@ def test_two_people_a_client_an_admin_and_a_restart(
     expect(message(bob, "hello from before")).to_be_visible()
     join(bob, "#random")  # bob now looks at #random; #team gathers unread messages
 
+    # bob's second device: it rejoins bob's rooms by itself (kept in this browser) and
+    # looks at #random too.
+    b2 = open_app(browser, server)
+    bob2 = b2.page
+    sign_in(bob2, "bob", PW)
+    expect(conv_button(bob2, "#team")).to_be_visible()
+    expect(conv_button(bob2, "#random")).to_be_visible()
+    conv_button(bob2, "#random").click()
+    expect(bob2.locator("#conv-title")).to_have_text("#random")
+
     # The member list shows who is in the room (alice sees bob arrive).
-    expect(alice.locator("#member-list .member-nick", has_text="bob")).to_be_visible()
-    expect(alice.locator("#member-list .member-nick", has_text="dave")).to_be_visible()
+    for nick in ("bob", "dave"):
+        member = alice.locator("#member-list .member-nick", has_text=re.compile(f"^{nick}$"))
+        expect(member).to_be_visible()
 
     # alice talks: her line once on her page, on dave's client, and unread on bob's page.
     say(alice, "hi bob, welcome")
@@ -240,11 +251,13 @@ def test_two_people_a_client_an_admin_and_a_restart(
         "aria-label", re.compile(r"#team, 1 unread, 1 mention"))
     dave.send("PRIVMSG #team :a second line")
     expect(conv_button(bob, "#team")).to_have_attribute("aria-label", re.compile(r"2 unread"))
+    expect(conv_button(bob2, "#team")).to_have_attribute("aria-label", re.compile(r"2 unread"))
     conv_button(bob, "#team").click()
     expect(message(bob, "hi bob, welcome")).to_be_visible()
     expect(bob.locator("#messages article.msg.mention", has_text="hi bob")).to_have_count(1)
     expect(conv_button(bob, "#team")).to_have_attribute("aria-label", "#team")
-    # Read on one device, read everywhere: bob's read marker came back from the server.
+    # Read on one device, read everywhere: the read marker reaches bob's other page.
+    expect(conv_button(bob2, "#team")).to_have_attribute("aria-label", "#team")
     shot(alice, "room")
 
     # Private conversations, both ways, from the page and from the IRC client.
@@ -304,7 +317,7 @@ def test_two_people_a_client_an_admin_and_a_restart(
     expect(alice.locator("#audit-list")).to_contain_text("oper")
     shot(alice, "admin")
     alice.get_by_label("Reason").fill("spamming the room")
-    online.get_by_role("button", name="Ban account bob").click()
+    online.locator('[data-nick="bob"]').get_by_role("button", name="Ban account bob").click()
     expect(bob.locator("#ended-view")).to_be_visible()
     expect(bob.locator("#ended-reason")).to_contain_text("banned")
     expect(bob.locator("#ended-reason")).to_contain_text("spamming the room")
@@ -332,8 +345,10 @@ def test_two_people_a_client_an_admin_and_a_restart(
     alice.set_viewport_size({"width": 1280, "height": 800})
     shot(alice, "room-dark")
 
+    expect(bob2.locator("#ended-reason")).to_contain_text("spamming the room")
     a.clean()
     b.clean()
+    b2.clean()
 
 
 def test_guest_keyboard_and_slash_commands(

@@ -226,7 +226,9 @@ export class Session {
     const self = this.isMe(nick) || (!!this.loggedInAs && casefold(msg.tags.account || "") === casefold(this.loggedInAs) && !!msg.tags.account);
     return {
       id: msg.tags.msgid || localId(), msgid: msg.tags.msgid || "", ms, stamp, nick, kind,
-      text, self, mention: !self && mentions(text, this.me), fresh,
+      text, self, fresh,
+      // A second device holds "bob_1": a mention of the account's name is still a mention.
+      mention: !self && (mentions(text, this.me) || (!!this.loggedInAs && mentions(text, this.loggedInAs))),
     };
   }
 
