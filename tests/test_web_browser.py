@@ -176,7 +176,7 @@ def conv_button(page: Page, name: str) -> Any:
     return page.locator(f'#sidebar button.conv[data-conv="{name}"]')
 
 
-def message(page: Page, text: str) -> Any:
+def message(page: Page, text: str | re.Pattern[str]) -> Any:
     return page.locator("#messages article.msg .text", has_text=text)
 
 
@@ -351,19 +351,28 @@ def test_two_people_a_client_an_admin_and_a_restart(
     b2.clean()
 
 
-def test_guest_keyboard_and_slash_commands(
-    server: RunningServer, browser: BrowserContext
+def test_guest_history_on_scroll_keyboard_and_slash_commands(
+    start_server: Callable[..., RunningServer], browser: BrowserContext
 ) -> None:
-    add_account(server.settings, "erin", PW)
+    server = start_server(chathistory_max=10)  # pages of 10: scrolling up must ask for more
+    irc: IrcClient = server.client("frank").join("#one")
+    for n in range(1, 16):
+        irc.send(f"PRIVMSG #one :old line {n}")
+    irc.sync()
     w = open_app(browser, server)
     page = w.page
+    page.set_viewport_size({"width": 1000, "height": 380})  # ten lines overflow the view
     page.get_by_role("tab", name="Guest").click()
     page.locator("#login-nick").fill("gus")
     page.get_by_role("button", name="Join as guest").click()
     expect(page.locator("body")).to_have_attribute("data-status", "online")
-    irc: IrcClient = server.client("frank").join("#one")
     say(page, "/join #one")
     expect(page.locator("#conv-title")).to_have_text("#one")
+    expect(message(page, "old line 15")).to_be_visible()
+    expect(message(page, "old line 5")).to_have_count(0)  # not in the latest page
+    page.locator("#messages").evaluate("node => { node.scrollTop = 0; }")
+    expect(message(page, re.compile(r"^old line 1$"))).to_have_count(1)  # CHATHISTORY BEFORE
+    expect(page.locator("#messages .history-edge")).to_contain_text("start of #one")
     say(page, "/join #two")
     expect(page.locator("#conv-title")).to_have_text("#two")
 

@@ -112,6 +112,10 @@ export class MessageView {
     }
     if (atBottom) root.scrollTop = root.scrollHeight;
     else root.scrollTop = root.scrollHeight - fromBottom;
+    // Too little to scroll: there is no scroll-up to ask for more, so ask now.
+    if (!conv.complete && !conv.loadingOlder && root.scrollHeight <= root.clientHeight + 60) {
+      queueMicrotask(() => this.hooks.older(conv));
+    }
   }
 
   head(conv) {
