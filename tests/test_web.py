@@ -390,3 +390,54 @@ def test_web_can_be_switched_off(start_server: Callable[..., RunningServer]) -> 
     data = sock.recv(4096)
     assert data.startswith(b":") or data.startswith(b"ERROR"), data  # IRC, not HTTP
     sock.close()
+
+
+def test_pipelined_requests_from_a_client_that_does_not_read_hit_sendq(
+    start_server: Callable[..., RunningServer]
+) -> None:
+    server = start_server(sendq_bytes=65536)
+    big = Asset(b"x" * 100_000, "text/plain; charset=utf-8", '"big"')
+    server.call(lambda: server.server.web_assets.update({"/big.txt": big}))
+    sock = tls_socket(server.host, server.port, server.ca_file)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    request = b"GET /big.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request * 99)  # ~10 MB of answers asked for, none read
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.call(lambda: server.server.metrics.disconnects["sendq"]) == 1:
+            break
+        time.sleep(0.05)  # polling the server's counter, not synchronising with a peer
+    assert server.call(lambda: server.server.metrics.disconnects["sendq"]) == 1
+    assert server.call(lambda: len(server.server.sessions)) == 0
+    sock.close()
+    assert https_request(server.host, server.port, server.ca_file, "/big.txt").status == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_separate_web_port_serves_browsers_too(
+    start_server: Callable[..., RunningServer]
+) -> None:
+    web_port = _free_port()
+    server = start_server(web_port=web_port)
+    _with_page(server)
+    assert https_request(server.host, web_port, server.ca_file, "/").status == 200
+    c = WsIrcClient(server.host, web_port, server.ca_file)  # its own origin is allowed
+    server.clients.append(c)
+    c.register("viaweb").join("#x")
+    server.client("viairc").join("#x").send("PRIVMSG #x :both ports, one server")
+    assert c.expect("PRIVMSG", "#x").params[1] == "both ports, one server"
+
+
+def test_reload_changes_the_allowed_origins(server: RunningServer) -> None:
+    from chaton.server.reload import reload
+
+    new = server.settings.replace(web_origins="https://team.example.com")
+    assert server.call(lambda: reload(server.server, lambda: new))
+    ws(server, origin="https://team.example.com").register("later")
+    with pytest.raises(AssertionError, match="403"):
+        ws(server, origin=f"https://localhost:{server.port}")
