@@ -5,6 +5,7 @@ Real server, real TLS sockets; the browser-like clients are in ``web_clients``.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import time
@@ -18,7 +19,7 @@ from wsproto.frame_protocol import Opcode
 from chaton.web.security_headers import CONTENT_SECURITY_POLICY
 from chaton.web.static_files import Asset
 
-from conftest import RunningServer, add_account, sasl_login
+from conftest import RunningServer, add_account, logged_in, sasl_login
 from web_clients import (
     WsIrcClient,
     https_request,
@@ -348,6 +349,13 @@ def test_metrics_from_loopback_and_their_counters_move(server: RunningServer) ->
     assert _metric(text, "chaton_registrations_total") >= 3
     assert "chaton_db_commit_seconds_count" in text
     assert _metric(text, "chaton_database_bytes") > 0
+    if os.path.exists("/proc/self/stat"):
+        assert _metric(text, "chaton_process_cpu_seconds_total") > 0
+    # The row count is read off the loop: the scrape that asked for it, or the next, has it.
+    deadline = time.monotonic() + 5
+    while "chaton_history_rows " not in text and time.monotonic() < deadline:
+        text = get().body.decode()
+    assert _metric(text, "chaton_history_rows") >= 5  # the messages, and the JOIN events
 
 
 def test_metrics_token_is_required_even_on_loopback(
@@ -441,3 +449,21 @@ def test_reload_changes_the_allowed_origins(server: RunningServer) -> None:
     ws(server, origin="https://team.example.com").register("later")
     with pytest.raises(AssertionError, match="403"):
         ws(server, origin=f"https://localhost:{server.port}")
+
+
+def test_a_banned_address_is_told_why_in_the_browser_too(server: RunningServer) -> None:
+    """Bans reach WebSocket sessions the same way: refused at the upgrade, with the reason
+    as an IRC ERROR the page can show, and a live session is cut off with it."""
+    add_account(server.settings, "boss", "the admin's password", admin=True)
+    boss = logged_in(server, "boss", "boss", "the admin's password")
+    boss.send("OPER boss :the admin's password")
+    boss.expect("381")
+    victim = ws(server).register("victim")
+    boss.send("UBAN ADD 127.0.0.1 FORCE :go away")
+    boss.expect("465")  # FORCE: the admin's own connection goes too
+    errors = [m.params[0] for m in victim.wait_closed() if m.command == "ERROR"]
+    assert errors and "go away" in errors[0]
+    assert victim.close_code == 1000
+    late = ws(server)
+    errors = [m.params[0] for m in late.wait_closed() if m.command == "ERROR"]
+    assert errors and "go away" in errors[0]
