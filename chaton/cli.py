@@ -20,6 +20,7 @@ from chaton.config import ConfigError, Settings, load_settings
 from chaton.datadir import DataDirInUse, serving_pid
 from chaton.logsafe import JsonFormatter, SafeFormatter
 from chaton.store import StoreError
+from chaton.web.origins import web_address
 
 __all__ = ["main", "serve"]
 
@@ -101,6 +102,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         loop.add_signal_handler(signal.SIGHUP, lambda: reload(server, again))
     for host, port in bound:
         log.info("listening on %s port %d (TLS)", host, port)
+    if settings.web:
+        log.info("web client: %s", web_address(settings, bound))
     if ready is not None:
         ready.set()
     await stop.wait()

@@ -5,6 +5,7 @@ Real server, real TLS sockets; the browser-like clients are in ``web_clients``.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import time
@@ -18,7 +19,7 @@ from wsproto.frame_protocol import Opcode
 from chaton.web.security_headers import CONTENT_SECURITY_POLICY
 from chaton.web.static_files import Asset
 
-from conftest import RunningServer, add_account, sasl_login
+from conftest import RunningServer, add_account, logged_in, sasl_login
 from web_clients import (
     WsIrcClient,
     https_request,
@@ -348,6 +349,13 @@ def test_metrics_from_loopback_and_their_counters_move(server: RunningServer) ->
     assert _metric(text, "chaton_registrations_total") >= 3
     assert "chaton_db_commit_seconds_count" in text
     assert _metric(text, "chaton_database_bytes") > 0
+    if os.path.exists("/proc/self/stat"):
+        assert _metric(text, "chaton_process_cpu_seconds_total") > 0
+    # The row count is read off the loop: the scrape that asked for it, or the next, has it.
+    deadline = time.monotonic() + 5
+    while "chaton_history_rows " not in text and time.monotonic() < deadline:
+        text = get().body.decode()
+    assert _metric(text, "chaton_history_rows") >= 5  # the messages, and the JOIN events
 
 
 def test_metrics_token_is_required_even_on_loopback(
@@ -390,3 +398,72 @@ def test_web_can_be_switched_off(start_server: Callable[..., RunningServer]) -> 
     data = sock.recv(4096)
     assert data.startswith(b":") or data.startswith(b"ERROR"), data  # IRC, not HTTP
     sock.close()
+
+
+def test_pipelined_requests_from_a_client_that_does_not_read_hit_sendq(
+    start_server: Callable[..., RunningServer]
+) -> None:
+    server = start_server(sendq_bytes=65536)
+    big = Asset(b"x" * 100_000, "text/plain; charset=utf-8", '"big"')
+    server.call(lambda: server.server.web_assets.update({"/big.txt": big}))
+    sock = tls_socket(server.host, server.port, server.ca_file)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    request = b"GET /big.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request * 99)  # ~10 MB of answers asked for, none read
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.call(lambda: server.server.metrics.disconnects["sendq"]) == 1:
+            break
+        time.sleep(0.05)  # polling the server's counter, not synchronising with a peer
+    assert server.call(lambda: server.server.metrics.disconnects["sendq"]) == 1
+    assert server.call(lambda: len(server.server.sessions)) == 0
+    sock.close()
+    assert https_request(server.host, server.port, server.ca_file, "/big.txt").status == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_separate_web_port_serves_browsers_too(
+    start_server: Callable[..., RunningServer]
+) -> None:
+    web_port = _free_port()
+    server = start_server(web_port=web_port)
+    _with_page(server)
+    assert https_request(server.host, web_port, server.ca_file, "/").status == 200
+    c = WsIrcClient(server.host, web_port, server.ca_file)  # its own origin is allowed
+    server.clients.append(c)
+    c.register("viaweb").join("#x")
+    server.client("viairc").join("#x").send("PRIVMSG #x :both ports, one server")
+    assert c.expect("PRIVMSG", "#x").params[1] == "both ports, one server"
+
+
+def test_reload_changes_the_allowed_origins(server: RunningServer) -> None:
+    from chaton.server.reload import reload
+
+    new = server.settings.replace(web_origins="https://team.example.com")
+    assert server.call(lambda: reload(server.server, lambda: new))
+    ws(server, origin="https://team.example.com").register("later")
+    with pytest.raises(AssertionError, match="403"):
+        ws(server, origin=f"https://localhost:{server.port}")
+
+
+def test_a_banned_address_is_told_why_in_the_browser_too(server: RunningServer) -> None:
+    """Bans reach WebSocket sessions the same way: refused at the upgrade, with the reason
+    as an IRC ERROR the page can show, and a live session is cut off with it."""
+    add_account(server.settings, "boss", "the admin's password", admin=True)
+    boss = logged_in(server, "boss", "boss", "the admin's password")
+    boss.send("OPER boss :the admin's password")
+    boss.expect("381")
+    victim = ws(server).register("victim")
+    boss.send("UBAN ADD 127.0.0.1 FORCE :go away")
+    boss.expect("465")  # FORCE: the admin's own connection goes too
+    errors = [m.params[0] for m in victim.wait_closed() if m.command == "ERROR"]
+    assert errors and "go away" in errors[0]
+    assert victim.close_code == 1000
+    late = ws(server)
+    errors = [m.params[0] for m in late.wait_closed() if m.command == "ERROR"]
+    assert errors and "go away" in errors[0]

@@ -10,8 +10,8 @@ both ways.)
 Invariants:
 - Everything here is touched on the event loop only; a scrape reads without locks.
 - A scrape never blocks the loop on the database: the history row count is read on the
-  history reader thread at most every ``_ROWS_EVERY`` seconds, and the scrape shows the
-  last value read (``chaton_history_rows`` may lag by that much).
+  history reader thread at most every ``_ROWS_EVERY`` seconds; in between, the rows
+  committed since are added (what retention purged shows at the next count).
 - Each server has its own registry, so several servers in one process (tests) do not
   mix their numbers.
 """
@@ -84,7 +84,7 @@ class Metrics:
         self.disconnects = {"sendq": 0, "flood": 0}
         self.http_requests = 0
         self.websocket_upgrades = 0
-        self._history_rows: int | None = None
+        self._history_rows: tuple[int, int] | None = None  # (rows counted, committed then)
         self._rows_read_at = -_ROWS_EVERY
         self._rows_task: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
@@ -113,9 +113,16 @@ class Metrics:
         if history is None:
             return
         with contextlib.suppress(Exception):  # a failed count leaves the last one shown
+            committed = history.committed
             rows = await history.read(lambda store: store.count())
             if isinstance(rows, int):
-                self._history_rows = rows
+                self._history_rows = (rows, committed)
+
+    def history_rows(self) -> int | None:
+        history, counted = self.server.history, self._history_rows
+        if history is None or counted is None:
+            return None
+        return counted[0] + history.committed - counted[1]
 
     def history_bytes(self) -> int:
         db = self.server.settings.db_file
@@ -195,9 +202,10 @@ class _Collector(Collector):
             yield CounterMetricFamily("chaton_history_committed",
                                       "Messages committed since start.",
                                       value=history.committed)
-            if m._history_rows is not None:
+            rows = m.history_rows()
+            if rows is not None:
                 yield GaugeMetricFamily("chaton_history_rows", "Rows in the message store.",
-                                        value=m._history_rows)
+                                        value=rows)
         yield GaugeMetricFamily("chaton_database_bytes", "The SQLite file and its WAL.",
                                 value=m.history_bytes())
         yield GaugeMetricFamily("chaton_start_time_seconds", "When the server started.",

@@ -17,10 +17,14 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
+
+if TYPE_CHECKING:
+    from chaton.config import Settings
 
 __all__ = [
     "certificate_names",
@@ -28,6 +32,7 @@ __all__ = [
     "normalize_origin",
     "origin_allowed",
     "own_origins",
+    "web_address",
 ]
 
 
@@ -83,3 +88,30 @@ def origin_allowed(origin: str | None, allowed: frozenset[str]) -> bool:
     if "*" in allowed:
         return True
     return normalize_origin(origin) in allowed
+
+
+def web_address(settings: Settings, bound: Sequence[tuple[str, int]]) -> str:
+    """The address to open the web client at (for the start-up log): a name the
+    certificate holds, so the browser can check it."""
+    names = certificate_names(settings.cert_file)
+    ports = [p for _, p in bound]
+    port = settings.web_port if settings.web_port in ports else ports[0]
+    host = bound[0][0]
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        addr = None
+    if addr is not None and addr.is_unspecified:  # every interface: the machine's name
+        others = [n for n in names if n != "localhost" and not _is_ip(n)]
+        host = others[0] if others else "localhost"
+    elif addr is not None and addr.is_loopback and "localhost" in names:
+        host = "localhost"
+    return f"https://{_host_part(host)}:{port}/"
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -291,6 +291,12 @@ class TlsConnection(asyncio.Protocol):
             except ssl.SSLError:
                 if self.session is not None:
                     self.session.abort("TLS error")
+                return
+            transport = self.transport
+            if transport is not None and (
+                transport.get_write_buffer_size() > self.server.settings.sendq_bytes
+            ):  # pipelined requests from a client that does not read: SendQ as for IRC
+                self._sendq_exceeded()
 
     def end_http(self) -> None:
         """The HTTP side is done with this connection: close_notify, then close."""
