@@ -9,8 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROWS", "SPREAD", "TARGETS", "Target", "aggregate", "default_ratios", "markdown",
-           "write_json"]
+__all__ = ["IRCV3", "NO_HISTORY", "ROWS", "SPREAD", "TARGETS", "WEBSOCKET", "Target",
+           "aggregate", "default_ratios", "markdown", "write_json"]
+
+#: chaton measured with IRCv3 clients (see ``ChatonServer.ircv3``).
+IRCV3 = "chaton+ircv3"
+#: this checkout with the message store off (``history = false``): what history costs.
+NO_HISTORY = "chaton-history"
+#: chaton measured with WebSocket clients (see ``ChatonServer.websocket``).
+WEBSOCKET = "chaton+ws"
 
 #: Per scenario, the rows of the results table: (label, metric key, format).
 ROWS: dict[str, list[tuple[str, str, str]]] = {}
@@ -23,6 +30,7 @@ _FANOUT = [
     ("latency max ms", "lat_max_ms", "{:.2f}"),
     ("server CPU % of phase", "server_cpu_pct", "{:.0f}"),
     ("generator CPU % of phase", "gen_cpu_pct", "{:.0f}"),
+    ("generator CPU µs/delivery", "gen_cpu_us_per_delivery", "{:.2f}"),
     ("connect+register+join/s", "reg_per_s", "{:,.0f}"),
     ("server CPU ms/connect+register+join", "setup_server_cpu_ms_per_client", "{:.3f}"),
     ("server CPU µs/QUIT (all but one quit)", "quit_server_cpu_us_per_quit", "{:.0f}"),
@@ -117,7 +125,8 @@ _MAX_KEYS = frozenset({"lost", "duplicates", "normal_dropped", "logins_failed"})
 
 @dataclass(frozen=True)
 class Target:
-    """A goal from the issue: chaton's value, or its ratio to ngircd, against a bound."""
+    """A goal from an issue: a server's value, or its ratio to another's (chaton/ngircd
+    unless ``pair`` says otherwise), against a bound."""
 
     label: str
     scenario: str
@@ -126,6 +135,9 @@ class Target:
     bound: float
     versus_ngircd: bool = True
     fmt: str = "{:.2f}"  # how the measured value is shown
+    #: whose value (the first) or the ratio of which two (with ``versus_ngircd``); the row
+    #: is left out of a run that lacks the first, unless it is chaton (rows say what they need)
+    pair: tuple[str, str] = ("chaton", "ngircd")
 
     def check(self, value: float) -> bool:
         return value <= self.bound if self.op == "<=" else value >= self.bound
@@ -139,6 +151,10 @@ TARGETS = [
     Target("storm p99 ≤ 2x before storm", "f", "storm_p99_ratio", "<=", 2.0,
            versus_ngircd=False),
     Target("registrations/s ≥ ngircd", "f", "plain_reg_per_s", ">=", 1.0),
+    Target("WebSocket fan-out server CPU/delivery ≤ 1.5x TLS", "b",
+           "server_cpu_us_per_delivery", "<=", 1.5, pair=(WEBSOCKET, "chaton")),
+    Target("WebSocket fan-out: 0 deliveries lost (worst run)", "b", "lost", "<=", 0,
+           versus_ngircd=False, fmt="{:,.0f} lost", pair=(WEBSOCKET, "chaton")),
     Target("under attack: chat p99 ≤ 2x before", "g", "during_p99_ratio", "<=", 2.0,
            versus_ngircd=False),
     Target("under attack: 0 normal users refused or disconnected", "g", "normal_dropped",
@@ -183,12 +199,6 @@ def _cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
     return fmt.format(m[key])
 
 
-#: chaton measured with IRCv3 clients (see ``ChatonServer.ircv3``).
-IRCV3 = "chaton+ircv3"
-#: this checkout with the message store off (``history = false``): what history costs.
-NO_HISTORY = "chaton-history"
-
-
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
     if not a or not b:
         return None
@@ -200,13 +210,15 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> floa
 
 def default_ratios(servers: list[str]) -> list[tuple[str, str]]:
     """The ratio columns: chaton/ngircd, chaton/chaton@REV for each older revision, and
-    chaton+ircv3/chaton (the cost of the IRCv3 tags), chaton/chaton-history (the cost of
-    the message store)."""
+    chaton+ircv3/chaton (the cost of the IRCv3 tags), chaton+ws/chaton (the cost of
+    WebSocket framing), chaton/chaton-history (the cost of the message store)."""
     out = [("chaton", "ngircd")] if "chaton" in servers and "ngircd" in servers else []
     if "chaton" in servers:
         out += [("chaton", s) for s in servers if s.startswith("chaton@")]
         if IRCV3 in servers:
             out.append((IRCV3, "chaton"))
+        if WEBSOCKET in servers:
+            out.append((WEBSOCKET, "chaton"))
         if NO_HISTORY in servers:
             out.append(("chaton", NO_HISTORY))
     return out
@@ -302,15 +314,18 @@ def _targets(medians: dict[str, dict[str, dict[str, Any]]], servers: list[str]) 
     for t in TARGETS:
         if t.scenario not in medians:
             continue
-        chaton = medians[t.scenario].get("chaton")
-        ngircd = medians[t.scenario].get("ngircd")
+        first, second = t.pair
+        if first != "chaton" and first not in medians[t.scenario]:
+            continue  # e.g. the WebSocket target in a run without chaton+ws
+        chaton = medians[t.scenario].get(first)
         if t.versus_ngircd:
-            value = _ratio(chaton, ngircd, t.key)
-            shown = f"{value:.2f}x" if value is not None else "needs chaton and ngircd"
+            value = _ratio(medians[t.scenario].get(first), medians[t.scenario].get(second),
+                           t.key)  # fmt: skip
+            shown = f"{value:.2f}x" if value is not None else f"needs {first} and {second}"
         else:
             v = chaton.get(t.key) if chaton else None
             value = v if isinstance(v, int | float) else None
-            shown = t.fmt.format(value) if value is not None else "needs chaton"
+            shown = t.fmt.format(value) if value is not None else f"needs {first}"
         status = "—" if value is None else "✅ met" if t.check(value) else "❌ missed"
         rows.append(f"| {t.label} | {shown} | {status} |")
         any_row = True

@@ -27,8 +27,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import BenchError, Target
-from bench.report import IRCV3, NO_HISTORY, aggregate, default_ratios, markdown, write_json
+from bench.loadgen import WS_SUBPROTOCOL, BenchError, Target
+from bench.report import (
+    IRCV3,
+    NO_HISTORY,
+    WEBSOCKET,
+    aggregate,
+    default_ratios,
+    markdown,
+    write_json,
+)
 from bench.scenarios import IRCV3_CAPS, SCENARIOS, Context
 from bench.servers import (
     CHATON_BENCH_SETTINGS,
@@ -50,6 +58,9 @@ from chaton.tls import client_context
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Clients in the fan-out room when chaton+ws is measured (issue 15: "200 WebSocket clients
+#: in the fan-out scenario"); every server of the run gets the same, so ratios pair up.
+WS_FANOUT_CLIENTS = 200
 _T0 = time.monotonic()
 
 
@@ -74,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--servers", default="chaton,ngircd", metavar="LIST",
         help="comma-separated: chaton, ngircd, chaton@REV (chaton at an older git revision, "
         "see --baseline), chaton+ircv3 (this checkout, clients negotiating IRCv3 tags), "
+        "chaton+ws (this checkout, clients speaking IRC over WebSocket; (a) and (b) then run "
+        f"with {WS_FANOUT_CLIENTS} clients unless --fanout-clients says otherwise), "
         "chaton-history (this checkout with history = false: the ratio chaton/chaton-history "
         "is what the message store costs) (default: chaton,ngircd)")
     add("--baseline", action="append", default=[], metavar="REV",
@@ -90,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra chaton setting (TOML value), e.g. --set sendq_bytes=4194304")
     add("--chaton-arg", dest="chaton_args", action="append", default=[], metavar="ARG",
         help="extra argument for 'chaton serve', e.g. --chaton-arg=--event-loop=asyncio")
+    add("--fanout-clients", type=int, metavar="N",
+        help="clients in the room of (a) and (b) (default 200 and 1000; with chaton+ws "
+        f"among the servers both use {WS_FANOUT_CLIENTS}, issue 15's WebSocket target)")
     add("--concurrency", type=int, default=8, metavar="N",
         help="connections set up at once (default 8: ngircd listens with a backlog of 10; "
         "more in flight overflows it and costs 1 s SYN retransmits)")
@@ -135,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Per scenario, which parameter each --attack-* option sets.
+#: Per scenario, which parameter each --attack-* (or other) option sets.
 KNOBS = {
+    "a": {"clients": "fanout_clients"},
+    "b": {"clients": "fanout_clients"},
     "g": {"duration": "attack_duration", "attackers": "attack_addresses", "names": "attack_names",
           "list": "attack_list", "pulse": "attack_pulse", "silent": "attack_silent",
           "logins": "attack_logins"},
@@ -174,11 +192,11 @@ def _server_specs(text: str, baselines: list[str]) -> tuple[list[str], list[str]
         name, at, rev = spec.partition("@")
         if name.lower() == "chaton" and at and rev:
             revisions.append(rev)
-        elif not at and spec.lower() in ("chaton", "ngircd", IRCV3, NO_HISTORY):
+        elif not at and spec.lower() in ("chaton", "ngircd", IRCV3, NO_HISTORY, WEBSOCKET):
             wanted.append(spec.lower())
         else:
             raise SystemExit(f"python -m bench: unknown server {spec!r}; use chaton, ngircd, "
-                             f"{IRCV3}, {NO_HISTORY} or chaton@REV")  # fmt: skip
+                             f"{IRCV3}, {WEBSOCKET}, {NO_HISTORY} or chaton@REV")  # fmt: skip
     return list(dict.fromkeys(wanted)), list(dict.fromkeys(revisions))
 
 
@@ -291,7 +309,8 @@ def _summary(m: dict[str, Any]) -> str:
 
 async def _run_one(
     server: Server, key: str, args: argparse.Namespace, ctx_ssl: ssl.SSLContext,
-    label: str, accounts: list[str], password: str, login_accounts: list[str],
+    ws_ssl: ssl.SSLContext, label: str, accounts: list[str], password: str,
+    login_accounts: list[str],
 ) -> dict[str, Any]:  # fmt: skip
     scenario = SCENARIOS[key]
     record: dict[str, Any] = {"scenario": key, "server": server.name}
@@ -308,7 +327,7 @@ async def _run_one(
             await server.start(ctx_ssl)
             ctx = Context(
                 server=server,
-                target=Target(server.host, server.port, ctx_ssl),
+                target=client_target(server, ctx_ssl, ws_ssl),
                 concurrency=args.concurrency,
                 window=args.window,
                 max_in_flight=args.max_in_flight,
@@ -336,6 +355,15 @@ async def _run_one(
     return record
 
 
+def client_target(server: Server, tls: ssl.SSLContext, ws_tls: ssl.SSLContext) -> Target:
+    """Where the generator's clients connect: raw TLS lines, or (``chaton+ws``) WebSocket
+    inside TLS with ALPN ``http/1.1``, as a browser offers (chaton then goes straight to
+    HTTP, without sniffing the first bytes)."""
+    if isinstance(server, ChatonServer) and server.websocket:
+        return Target(server.host, server.port, ws_tls, websocket=True)
+    return Target(server.host, server.port, tls)
+
+
 async def _main(args: argparse.Namespace) -> int:
     # SIGTERM cancels the run like Ctrl-C does, so every server started is stopped.
     main_task = asyncio.current_task()
@@ -344,6 +372,13 @@ async def _main(args: argparse.Namespace) -> int:
     keys = _scenario_keys(args.scenarios)
     repeats = args.repeats or (1 if args.quick else 3)
     wanted, revisions = _server_specs(args.servers, args.baseline)
+    fanout_note = ""
+    if WEBSOCKET in wanted and args.fanout_clients is None and not args.quick:
+        args.fanout_clients = WS_FANOUT_CLIENTS
+        if "b" in keys:
+            fanout_note = (f"(b) runs with {WS_FANOUT_CLIENTS} clients (not 1000) on every "
+                           f"server, because {WEBSOCKET} is measured (issue 15's target); "
+                           "--fanout-clients N to change.")  # fmt: skip
     overrides = dict(parse_setting(s) for s in args.settings)
     nofile = raise_nofile_limit()
     params = {k: scenario_params(k, args) for k in keys}
@@ -353,6 +388,8 @@ async def _main(args: argparse.Namespace) -> int:
         + params[k].get("silent", 0)  # (g): the attack process's, under the same limit
         for k in keys
     )  # fmt: skip
+    if args.fanout_clients is not None and args.fanout_clients < 2:
+        raise SystemExit("python -m bench: --fanout-clients must be at least 2")
     if nofile < most + 100:
         log(f"warning: open-file limit {nofile} is below the {most + 100} this run needs")
 
@@ -365,6 +402,11 @@ async def _main(args: argparse.Namespace) -> int:
         certs = workdir / "certs"
         generate(certs, extra_hosts=["localhost", "127.0.0.1"], force=True)
         ctx_ssl = client_context(certs / "ca.pem")
+        ws_ssl = client_context(certs / "ca.pem")
+        ws_ssl.set_alpn_protocols(["http/1.1"])
+        if fanout_note:
+            notes.append(fanout_note)
+            log(fanout_note)
 
         if "chaton" in wanted:
             why = chaton_unavailable()
@@ -380,6 +422,11 @@ async def _main(args: argparse.Namespace) -> int:
             servers.append(ChatonServer(
                 workdir / IRCV3, certs, name=IRCV3, data_dir=workdir / IRCV3 / "data",
                 settings=overrides, extra_args=list(args.chaton_args), ircv3=True,
+            ))  # fmt: skip
+        if WEBSOCKET in wanted and not chaton_unavailable():
+            servers.append(ChatonServer(
+                workdir / WEBSOCKET, certs, name=WEBSOCKET, data_dir=workdir / WEBSOCKET / "data",
+                settings=overrides, extra_args=list(args.chaton_args), websocket=True,
             ))  # fmt: skip
         if NO_HISTORY in wanted and not chaton_unavailable():
             servers.append(ChatonServer(
@@ -479,8 +526,8 @@ async def _main(args: argparse.Namespace) -> int:
                         server.profile_path = (
                             args.profile.resolve() / f"{server.name}-{key}-{rep}.prof"
                         )
-                    record = await _run_one(server, key, args, ctx_ssl, label, accounts,
-                                            password, login_accounts)  # fmt: skip
+                    record = await _run_one(server, key, args, ctx_ssl, ws_ssl, label,
+                                            accounts, password, login_accounts)  # fmt: skip
                     runs.append({**record, "repeat": rep})
 
         names = [s.name for s in servers]
@@ -494,12 +541,15 @@ async def _main(args: argparse.Namespace) -> int:
             s.name: {"version": s.version(), "tls": s.tls, "config": s.config_summary}
             for s in servers
         }
-        for name in ("chaton", IRCV3, NO_HISTORY):  # all run this checkout
+        for name in ("chaton", IRCV3, WEBSOCKET, NO_HISTORY):  # all run this checkout
             if name in versions:
                 versions[name]["version"] += f", commit {chaton_revision()}"
         if IRCV3 in versions:
             versions[IRCV3]["version"] += "; clients negotiate " + " ".join(IRCV3_CAPS) + (
                 ", senders log in (SASL) and label every message")
+        if WEBSOCKET in versions:
+            versions[WEBSOCKET]["version"] += (
+                f"; clients speak IRC over WebSocket ({WS_SUBPROTOCOL}, GET /ws, ALPN http/1.1)")
         ratios = default_ratios(names)
         table = markdown(medians, names, titles, repeats, ratios=ratios, runs=runs)
         command = " ".join(["python -m bench", shlex.join(sys.argv[1:])]).strip()

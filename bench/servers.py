@@ -323,6 +323,9 @@ class ChatonServer(Server):
     profile_path: Path | None = None
     #: the generator's clients negotiate IRCv3 tags (server ``chaton+ircv3``): see IRCV3_CAPS
     ircv3: bool = False
+    #: the generator's clients speak IRC over WebSocket (server ``chaton+ws``): an HTTP/1.1
+    #: upgrade to ``/ws`` with ``text.ircv3.net`` inside the same TLS, ALPN ``http/1.1``
+    websocket: bool = False
 
     @property
     def is_revision(self) -> bool:
