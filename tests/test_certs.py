@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from chaton import tls
 
 from conftest import REPO, IrcClient, run_chaton
+from web_clients import https_request
 
 
 def gen_certs(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,6 +92,10 @@ def test_first_serve_generates_certs_and_clients_verify_them(tmp_path: Path) -> 
                 port = int(found.group(1))
         assert port, "".join(seen)
         assert any("ca.pem" in line for line in seen)  # it says where the CA is
+        web = re.search(r"web client: (https://\S+)", proc.stderr.readline())
+        assert web is not None and web.group(1) == f"https://localhost:{port}/"
+        page = https_request("127.0.0.1", port, certs_dir / "ca.pem", "/")  # checks the name
+        assert page.status == 200 and b"<script" in page.body
         assert stat.S_IMODE((certs_dir / "server-key.pem").stat().st_mode) == 0o600
         c = IrcClient("127.0.0.1", port, certs_dir / "ca.pem")
         c.register("first")

@@ -170,7 +170,10 @@ def test_pip_install_gives_a_working_chaton(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "wheel").glob("chaton-*.whl")
     with zipfile.ZipFile(wheel) as z:
         metadata = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA")))
+        names = z.namelist()
     assert "License-Expression: MIT" in metadata.decode().splitlines()
+    assert "chaton/web/static/index.html" in names  # the web client ships in the package
+    assert "chaton/web/static/app.js" in names
     installed = subprocess.run([*pip, "install", "--quiet", str(wheel)],
                                capture_output=True, text=True, timeout=300, env=env)
     assert installed.returncode == 0, installed.stderr[-3000:]
@@ -179,6 +182,12 @@ def test_pip_install_gives_a_working_chaton(tmp_path: Path) -> None:
     done = subprocess.run([str(venv / "bin" / "chaton"), "--version"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, env=env)
     assert (done.returncode, done.stdout.strip()) == (0, f"chaton {version}")
+    served = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "from chaton.web.static_files import load_assets; a = load_assets();"
+         " print(a['/'].content_type, '/app.js' in a)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert served.stdout.split() == ["text/html;", "charset=utf-8", "True"], served.stderr
     assert f"# chaton {version}" in operating_section()
     # No test tools came with it.
     listed = subprocess.run([*pip, "list"], capture_output=True, text=True, timeout=60,

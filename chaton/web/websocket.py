@@ -102,8 +102,10 @@ def _frame_binary(line: bytes) -> bytes:
 
 def frame_lines(lines: Iterable[bytes], binary: bool = False) -> bytes:
     """One data frame per non-empty line, joined for one write."""
-    frame = _frame_binary if binary else _frame_text
-    return b"".join([frame(line) for line in lines if line])
+    if binary:
+        return b"".join([_frame_binary(line) for line in lines if line])
+    get = _FRAMED.get  # the fan-out case: framed already for another browser, found in C
+    return b"".join([get(line) or _frame_text(line) for line in lines if line])
 
 
 class WebSocketLink:
