@@ -110,12 +110,16 @@ class IrcClient:
         if not data:
             self.closed = True
             return False
+        self._take(data)
+        return True
+
+    def _take(self, data: bytes) -> None:
+        """Turn received bytes into messages (a WebSocket client unwraps frames first)."""
         for line in self.framer.feed(data):
             assert isinstance(line, bytes)
             msg = parse(line.decode("utf-8", "replace"))
             self.pending.append(msg)
             self.log.append(msg)
-        return True
 
     def expect(
         self, command: str | tuple[str, ...], *params: str, timeout: float = 5.0,

@@ -146,14 +146,20 @@ def test_plain_http_to_the_tls_port_is_told_to_use_https(server: RunningServer) 
     assert b"https://" in got
 
 
-def test_a_web_only_connection_is_never_told_irc_words(server: RunningServer) -> None:
-    """Closing the server closes HTTP connections with close_notify, not an IRC ERROR."""
-    _with_page(server)
+def _page_loaded(server: RunningServer) -> tuple[ssl.SSLSocket, h11.Connection]:
+    """A connection that has fetched the page and stays open (keep-alive)."""
     sock = tls_socket(server.host, server.port, server.ca_file)
     conn = h11.Connection(h11.CLIENT)
     sock.sendall(conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
                  + (conn.send(h11.EndOfMessage()) or b""))
     assert read_response(sock, conn).status == 200
+    return sock, conn
+
+
+def test_a_web_only_connection_is_never_told_irc_words(server: RunningServer) -> None:
+    """Closing the server closes HTTP connections with close_notify, not an IRC ERROR."""
+    _with_page(server)
+    sock, _ = _page_loaded(server)
     server.stop()
     sock.settimeout(5)
     rest = b""
@@ -299,11 +305,7 @@ def test_registration_clock_starts_at_the_upgrade(
     """Time spent on HTTP before the upgrade does not count against the chat connection."""
     server = start_server()
     _with_page(server)
-    sock = tls_socket(server.host, server.port, server.ca_file)
-    conn = h11.Connection(h11.CLIENT)
-    sock.sendall(conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
-                 + (conn.send(h11.EndOfMessage()) or b""))
-    assert read_response(sock, conn).status == 200
+    sock, conn = _page_loaded(server)
     session = next(iter(server.server.sessions))
     before = server.call(lambda: session.deadline)
     conn.start_next_cycle()

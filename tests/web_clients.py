@@ -11,7 +11,6 @@ import base64
 import os
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,23 +153,9 @@ class WsIrcClient(IrcClient):
             elif isinstance(event, CloseConnection):
                 self.close_code = event.code
 
-    def _read(self, deadline: float) -> bool:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or self.closed:
-            return False
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return False
-        except (ssl.SSLError, ConnectionError, OSError):
-            data = b""
-        if not data:
-            self.closed = True
-            return False
+    def _take(self, data: bytes) -> None:
         self.ws.receive_data(data)
         self._take_events()
-        return True
 
 
 def raw_frame(opcode: Opcode, payload: bytes, *, fin: bool = True, mask: bool = True) -> bytes:
